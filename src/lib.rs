@@ -1,0 +1,13 @@
+//! enphase-mqtt: Enphase Enlighten cloud (API v4) to MQTT and Home Assistant.
+//!
+//! Data flows one way: `enlighten` (HTTP, OAuth, quota) → `model` → `home_assistant` → `mqtt`.
+//! `simulator` is an independent model of the Enlighten cloud for tests, `demo` and `simulate`.
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod enlighten;
+pub mod fsutil;
+pub mod login;
+pub mod secret;
+pub mod simulator;
