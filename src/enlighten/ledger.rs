@@ -1,0 +1,321 @@
+//! The hit ledger: every request to the Enphase host is counted per minute and per UTC calendar
+//! month, persisted in `state_dir`, and a call that would pass a limit is refused before it is sent.
+//!
+//! The per-minute limit holds over any 60-second window (our clock and Enphase's differ, so clock
+//! minutes are not enough). The ledger file is shared by every process using the same `state_dir`
+//! (`run`, `auth code`, …): each hit is a read-modify-write under a file lock.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Millis, SharedClock};
+use crate::enlighten::error::{ApiError, RatePeriod};
+use crate::fsutil::{self, FileLock};
+
+/// The length of the sliding per-minute window.
+pub const MINUTE_MS: i64 = 60_000;
+
+/// What is kept on disk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerState {
+    /// The UTC month counted, `YYYY-MM`.
+    pub month: String,
+    /// Hits sent in that month.
+    pub month_hits: u32,
+    /// When each hit of the last 60 seconds was sent, oldest first.
+    pub recent_ms: VecDeque<Millis>,
+    /// After a 429: nothing is sent before this instant.
+    pub blocked_until_ms: Option<Millis>,
+    /// Which limit the 429 was for.
+    pub blocked_period: Option<RatePeriod>,
+    /// Hits ever counted by this ledger (for metrics).
+    #[serde(default)]
+    pub total_hits: u64,
+}
+
+/// A read-only view of the ledger for status pages, `bridge/info` and the scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LedgerSnapshot {
+    /// Hits used in the current UTC month.
+    pub month_used: u32,
+    /// The month's limit in force.
+    pub month_limit: u32,
+    /// Hits in the last 60 seconds.
+    pub minute_used: u32,
+    /// The per-minute limit in force.
+    pub minute_limit: u32,
+    /// Earliest instant the next hit may be sent (now, or later when a limit is reached).
+    pub next_free_ms: Millis,
+}
+
+impl LedgerSnapshot {
+    /// Hits left this month.
+    pub fn month_left(&self) -> u32 {
+        self.month_limit.saturating_sub(self.month_used)
+    }
+}
+
+/// The persisted hit counter.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    lock_path: PathBuf,
+    minute_limit: u32,
+    month_limit: u32,
+    clock: SharedClock,
+    /// The last state read or written, for cheap snapshots.
+    cached: Mutex<LedgerState>,
+}
+
+impl Ledger {
+    /// Opens (or starts) the ledger in `state_dir` with the limits in force.
+    pub fn open(state_dir: &Path, minute_limit: u32, month_limit: u32, clock: SharedClock) -> io::Result<Self> {
+        fsutil::ensure_private_dir(state_dir)?;
+        let ledger = Self {
+            path: state_dir.join("ledger.json"),
+            lock_path: state_dir.join("ledger.lock"),
+            minute_limit: minute_limit.max(1),
+            month_limit,
+            clock,
+            cached: Mutex::new(LedgerState::default()),
+        };
+        let state = ledger.read()?;
+        *ledger.cached.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        Ok(ledger)
+    }
+
+    /// Counts one hit now, or refuses it with [`ApiError::BudgetExhausted`] if it would pass a limit
+    /// or Enphase told us to wait. Call right before sending.
+    pub fn reserve(&self) -> Result<(), ApiError> {
+        let now = self.clock.now_ms();
+        self.update(|state| {
+            let free = next_free(state, now, self.minute_limit, self.month_limit);
+            if let Some((period, until_ms)) = free {
+                return Err(ApiError::BudgetExhausted { period, until_ms });
+            }
+            state.month_hits += 1;
+            state.total_hits += 1;
+            state.recent_ms.push_back(now);
+            Ok(())
+        })
+    }
+
+    /// Records a 429 from Enphase: nothing is sent until `period_end` (epoch seconds), or for a
+    /// minute (or until the next UTC month) when Enphase did not say.
+    pub fn note_rate_limited(&self, period: Option<RatePeriod>, period_end: Option<i64>) {
+        let now = self.clock.now_ms();
+        let period = period.unwrap_or(RatePeriod::Minute);
+        let until = match (period, period_end) {
+            (_, Some(end)) if end.saturating_mul(1000) > now => end.saturating_mul(1000),
+            (RatePeriod::Month, _) => next_month_start_ms(now),
+            (RatePeriod::Minute, _) => now + MINUTE_MS,
+        };
+        let result = self.update(|state| {
+            if period == RatePeriod::Month {
+                // Enphase counts more than we do (another app instance, or hits we never saw).
+                state.month_hits = state.month_hits.max(self.month_limit);
+            }
+            if state.blocked_until_ms.is_none_or(|b| b < until) {
+                state.blocked_until_ms = Some(until);
+                state.blocked_period = Some(period);
+            }
+            Ok(())
+        });
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not record the rate limit in the ledger");
+        }
+    }
+
+    /// The current counts (from the file, so other processes' hits are included).
+    pub fn snapshot(&self) -> LedgerSnapshot {
+        let now = self.clock.now_ms();
+        let mut state = self.read().unwrap_or_else(|_| self.cached_state());
+        roll(&mut state, now);
+        LedgerSnapshot {
+            month_used: state.month_hits,
+            month_limit: self.month_limit,
+            minute_used: state.recent_ms.len() as u32,
+            minute_limit: self.minute_limit,
+            next_free_ms: next_free(&state, now, self.minute_limit, self.month_limit).map_or(now, |(_, t)| t),
+        }
+    }
+
+    fn cached_state(&self) -> LedgerState {
+        self.cached.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Read-modify-write under the file lock.
+    fn update<T>(&self, change: impl FnOnce(&mut LedgerState) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let io_err = |err: io::Error| ApiError::Transport { message: format!("hit ledger: {err}") };
+        let _lock = FileLock::acquire(&self.lock_path).map_err(io_err)?;
+        let mut state = self.read().map_err(io_err)?;
+        roll(&mut state, self.clock.now_ms());
+        let out = change(&mut state)?;
+        let bytes = serde_json::to_vec_pretty(&state).expect("ledger state serializes");
+        fsutil::write_atomic(&self.path, &bytes).map_err(io_err)?;
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        Ok(out)
+    }
+
+    fn read(&self) -> io::Result<LedgerState> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).or_else(|err| {
+                // Only a hand edit can damage it (writes are atomic); count the month as spent
+                // rather than risk passing Enphase's limit.
+                tracing::error!(path = %self.path.display(), error = %err, "hit ledger is unreadable; treating this month as used up");
+                Ok(LedgerState {
+                    month: month_key(self.clock.now_ms()),
+                    month_hits: self.month_limit,
+                    ..LedgerState::default()
+                })
+            }),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(LedgerState::default()),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// Drops hits older than a minute, resets the month counter at a new UTC month, and forgets an
+/// expired block.
+fn roll(state: &mut LedgerState, now: Millis) {
+    let month = month_key(now);
+    if state.month != month {
+        state.month = month;
+        state.month_hits = 0;
+    }
+    while state.recent_ms.front().is_some_and(|t| *t <= now - MINUTE_MS) {
+        state.recent_ms.pop_front();
+    }
+    // A clock that went backwards must not let hits "from the future" linger forever.
+    state.recent_ms.retain(|t| *t <= now + MINUTE_MS);
+    if state.blocked_until_ms.is_some_and(|until| until <= now) {
+        state.blocked_until_ms = None;
+        state.blocked_period = None;
+    }
+}
+
+/// `None` when a hit may be sent at `now`; otherwise which limit stops it and until when.
+fn next_free(state: &LedgerState, now: Millis, minute_limit: u32, month_limit: u32) -> Option<(RatePeriod, Millis)> {
+    if let Some(until) = state.blocked_until_ms.filter(|u| *u > now) {
+        return Some((state.blocked_period.unwrap_or(RatePeriod::Minute), until));
+    }
+    if state.month_hits >= month_limit {
+        return Some((RatePeriod::Month, next_month_start_ms(now)));
+    }
+    let in_window = state.recent_ms.iter().filter(|t| **t > now - MINUTE_MS).count();
+    if in_window >= minute_limit as usize {
+        // The window frees up when enough of its oldest hits are a minute old.
+        let excess = in_window + 1 - minute_limit as usize;
+        let oldest = state.recent_ms.iter().filter(|t| **t > now - MINUTE_MS).nth(excess - 1).copied();
+        return Some((RatePeriod::Minute, oldest.map_or(now + MINUTE_MS, |t| t + MINUTE_MS)));
+    }
+    None
+}
+
+/// `YYYY-MM` of the UTC month holding `ms`.
+pub fn month_key(ms: Millis) -> String {
+    let t = utc(ms);
+    format!("{:04}-{:02}", t.year(), t.month())
+}
+
+/// The first instant of the UTC month after the one holding `ms`.
+pub fn next_month_start_ms(ms: Millis) -> Millis {
+    let t = utc(ms);
+    let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
+    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().map_or(ms + 31 * 86_400_000, |d| d.timestamp_millis())
+}
+
+fn utc(ms: Millis) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use std::sync::Arc;
+
+    // 2026-11-28T10:00:00Z
+    const T0: Millis = 1_795_860_000_000;
+
+    fn open(dir: &Path, clock: &Arc<ManualClock>) -> Ledger {
+        Ledger::open(dir, 10, 1000, clock.clone()).unwrap()
+    }
+
+    #[test]
+    fn eleventh_hit_in_any_sixty_seconds_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0 + 30_000); // mid-minute: clock minutes would let this through
+        let ledger = open(dir.path(), &clock);
+        for _ in 0..10 {
+            ledger.reserve().unwrap();
+            clock.advance_ms(2_000);
+        }
+        // 20 s later the clock minute has changed, but the window still holds 10 hits.
+        match ledger.reserve() {
+            Err(ApiError::BudgetExhausted { period: RatePeriod::Minute, until_ms }) => {
+                assert_eq!(until_ms, T0 + 30_000 + MINUTE_MS, "frees when the oldest hit is a minute old")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(ledger.snapshot().minute_used, 10);
+        clock.set_ms(T0 + 30_000 + MINUTE_MS);
+        ledger.reserve().expect("the oldest hit has left the window");
+    }
+
+    #[test]
+    fn counts_survive_a_restart_and_reset_with_the_utc_month() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let ledger = open(dir.path(), &clock);
+        for _ in 0..3 {
+            ledger.reserve().unwrap();
+        }
+        drop(ledger);
+        let again = open(dir.path(), &clock);
+        assert_eq!(again.snapshot().month_used, 3);
+        clock.set_ms(next_month_start_ms(T0));
+        assert_eq!(again.snapshot().month_used, 0);
+        assert_eq!(month_key(clock.now_ms()), "2026-12");
+    }
+
+    #[test]
+    fn month_limit_refuses_until_next_month() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let ledger = Ledger::open(dir.path(), 10, 2, clock.clone()).unwrap();
+        ledger.reserve().unwrap();
+        clock.advance_ms(MINUTE_MS);
+        ledger.reserve().unwrap();
+        clock.advance_ms(MINUTE_MS);
+        let err = ledger.reserve().unwrap_err();
+        let ApiError::BudgetExhausted { period: RatePeriod::Month, until_ms } = err else { panic!("{err:?}") };
+        assert_eq!(until_ms, next_month_start_ms(T0));
+        assert_eq!(ledger.snapshot().month_left(), 0);
+    }
+
+    #[test]
+    fn a_429_blocks_until_period_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let ledger = open(dir.path(), &clock);
+        ledger.note_rate_limited(Some(RatePeriod::Minute), Some(T0 / 1000 + 45));
+        assert!(matches!(ledger.reserve(), Err(ApiError::BudgetExhausted { until_ms, .. }) if until_ms == T0 + 45_000));
+        clock.advance_ms(45_000);
+        ledger.reserve().unwrap();
+    }
+
+    #[test]
+    fn a_damaged_file_counts_the_month_as_spent() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ledger.json"), b"{ not json").unwrap();
+        let clock = ManualClock::new(T0);
+        let ledger = open(dir.path(), &clock);
+        assert!(matches!(ledger.reserve(), Err(ApiError::BudgetExhausted { period: RatePeriod::Month, .. })));
+    }
+}
