@@ -1,0 +1,378 @@
+//! Runs the subcommands: loads the config, builds the parts, and maps failures to exit codes
+//! (0 success, 2 bad config or usage, 3 authorization needed or refused, 1 anything else).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::DateTime;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{AuthCommand, Cli, Command, SimulateArgs};
+use crate::clock::{self, SharedClock};
+use crate::config::{self, AuthFlow, Config, ConfigError};
+use crate::enlighten::tokens::StoredTokens;
+use crate::enlighten::{ApiError, EnlightenClient, oauth};
+use crate::fsutil::{self, FileLock};
+use crate::simulator;
+
+/// Prints a line to stdout; a closed stdout (a pipe whose reader left) is not worth a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Exit code for a bad config or bad usage.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code when the homeowner must authorize (again), or refused.
+pub const EXIT_AUTH: u8 = 3;
+
+/// Authorization is needed or was refused (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthNeeded(pub String);
+
+/// Sets up logging to stderr; `RUST_LOG` (or `ENPHASE_MQTT_LOG`) picks the level, `info` by default.
+pub fn init_logging() {
+    let filter =
+        std::env::var("ENPHASE_MQTT_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// The exit code for a failure.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<ConfigError>() {
+            return EXIT_CONFIG;
+        }
+        if cause.is::<AuthNeeded>() {
+            return EXIT_AUTH;
+        }
+        if let Some(ApiError::AuthorizationNeeded { .. }) = cause.downcast_ref::<ApiError>() {
+            return EXIT_AUTH;
+        }
+    }
+    1
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Run => {
+            let config = load_config(&cli.config)?;
+            let _lock = instance_lock(&config.state_dir)?;
+            bail!("`run` is not implemented yet; use `auth status` and `simulate` meanwhile")
+        }
+        Command::Auth(cmd) => {
+            let config = load_config(&cli.config)?;
+            auth(cmd, &config, clock::system()).await
+        }
+        Command::Simulate(args) => simulate(args).await,
+    }
+}
+
+/// Loads the config; problems are printed one per line, prefixed with the file name.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    config::load(path).map_err(|err| {
+        let name = path.display().to_string();
+        let problems = err
+            .problems
+            .iter()
+            .map(|p| if p.starts_with(&name) { p.clone() } else { format!("{name}: {p}") })
+            .collect();
+        anyhow::Error::new(ConfigError { problems })
+    })
+}
+
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let c = load_config(path)?;
+    out!(
+        "{}: OK (plan {}, {} flow, up to {} hits a minute and {} a month; MQTT {}:{}; state in {})",
+        path.display(),
+        c.enphase.plan,
+        c.enphase.auth.flow.as_str(),
+        c.enphase.minute_limit(),
+        c.enphase.month_limit(),
+        c.mqtt.host,
+        c.mqtt.port,
+        c.state_dir.display()
+    );
+    Ok(())
+}
+
+/// Takes the one-process-per-`state_dir` lock, held for the life of `run`.
+pub fn instance_lock(state_dir: &Path) -> anyhow::Result<FileLock> {
+    fsutil::ensure_private_dir(state_dir).with_context(|| format!("creating state_dir {}", state_dir.display()))?;
+    let path = state_dir.join("enphase-mqtt.lock");
+    match FileLock::try_acquire(&path).with_context(|| format!("locking {}", path.display()))? {
+        Some(lock) => Ok(lock),
+        None => bail!(
+            "another enphase-mqtt is already running with state_dir {}; two would burn each other's refresh tokens",
+            state_dir.display()
+        ),
+    }
+}
+
+/// The `state` saved by `auth url`, checked when the code comes back.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingAuthorization {
+    state: String,
+    redirect_uri: String,
+    created_at: i64,
+}
+
+const PENDING_FILE: &str = "oauth_state.json";
+/// How long a saved `state` stays good.
+const PENDING_LIFE_SECS: i64 = 3600;
+
+async fn auth(cmd: AuthCommand, config: &Config, clock: SharedClock) -> anyhow::Result<()> {
+    let client = EnlightenClient::from_config(&config.enphase, &config.state_dir, clock.clone())?;
+    let tokens = client.tokens();
+    match cmd {
+        AuthCommand::Url => {
+            let redirect = config.enphase.auth.redirect_uri.as_str();
+            let state = oauth::random_state();
+            let pending = PendingAuthorization {
+                state: state.clone(),
+                redirect_uri: redirect.into(),
+                created_at: clock.now_secs(),
+            };
+            fsutil::ensure_private_dir(&config.state_dir)?;
+            fsutil::write_atomic(&config.state_dir.join(PENDING_FILE), &serde_json::to_vec(&pending)?)?;
+            let url = oauth::authorize_url(&config.enphase.base_url, &config.enphase.client_id, redirect, &state);
+            out!("{url}");
+            eprintln!(
+                "Open this URL, log in with the Enlighten account and approve the app, then run\n  enphase-mqtt auth code <CODE>\nwith the code Enphase shows (or the whole address the browser ends on)."
+            );
+            Ok(())
+        }
+        AuthCommand::Code { code } => {
+            let (code, state) = split_code(&code)?;
+            let redirect = config.enphase.auth.redirect_uri.as_str().to_string();
+            if let Some(state) = state {
+                check_pending_state(&config.state_dir, &state, clock.now_secs())?;
+            }
+            let resp = tokens.oauth().exchange_code(&code, &redirect).await.map_err(auth_error)?;
+            let stored = tokens.store_new(resp, AuthFlow::AuthorizationCode).await?;
+            let _ = std::fs::remove_file(config.state_dir.join(PENDING_FILE));
+            out!("Authorized{}; tokens stored in {}.", uid_note(&stored), tokens.store().path().display());
+            Ok(())
+        }
+        AuthCommand::Login { listen, timeout } => {
+            if config.enphase.auth.flow == AuthFlow::Password {
+                let resp = tokens
+                    .oauth()
+                    .password(&config.enphase.auth.username, &config.enphase.auth.password)
+                    .await
+                    .map_err(auth_error)?;
+                let stored = tokens.store_new(resp, AuthFlow::Password).await?;
+                out!("Logged in with the password grant{}.", uid_note(&stored));
+                return Ok(());
+            }
+            login(config, &client, listen, Duration::from_secs(timeout)).await
+        }
+        AuthCommand::Status => status(config, &client, clock.now_secs()).await,
+        AuthCommand::Refresh => {
+            let stored = tokens.force_refresh().await.map_err(auth_error)?;
+            out!("Refreshed; the access token expires at {}.", iso(stored.expires_at));
+            Ok(())
+        }
+    }
+}
+
+/// Turns an authorization refusal into exit code 3; other failures stay as they are.
+fn auth_error(err: ApiError) -> anyhow::Error {
+    match err {
+        ApiError::AuthorizationNeeded { reason } => AuthNeeded(reason).into(),
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn uid_note(t: &StoredTokens) -> String {
+    t.enl_uid.as_ref().map(|u| format!(" (Enlighten user {u})")).unwrap_or_default()
+}
+
+/// Accepts a bare code, or the full redirect URL with `code` and `state` (or `error`).
+fn split_code(input: &str) -> anyhow::Result<(String, Option<String>)> {
+    let input = input.trim();
+    let Ok(url) = url::Url::parse(input) else {
+        if input.is_empty() || !input.chars().all(|c| c.is_ascii_graphic()) {
+            bail!("the authorization code {input:?} is not a code");
+        }
+        return Ok((input.to_string(), None));
+    };
+    let get = |k: &str| url.query_pairs().find(|(key, _)| key == k).map(|(_, v)| v.into_owned());
+    if let Some(error) = get("error") {
+        return Err(AuthNeeded(format!("the homeowner did not approve the app (error={error})")).into());
+    }
+    match get("code") {
+        Some(code) if !code.is_empty() => Ok((code, get("state"))),
+        _ => bail!("the URL has no code parameter"),
+    }
+}
+
+fn check_pending_state(state_dir: &Path, state: &str, now: i64) -> anyhow::Result<()> {
+    let path = state_dir.join(PENDING_FILE);
+    let pending: PendingAuthorization = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| AuthNeeded(format!("no pending authorization in {}: run `auth url` first", path.display())))?;
+    if pending.state != state {
+        return Err(AuthNeeded(
+            "the state in the URL does not match the one `auth url` made: start again with `auth url`".into(),
+        )
+        .into());
+    }
+    if now - pending.created_at > PENDING_LIFE_SECS {
+        return Err(AuthNeeded("the authorization started over an hour ago: start again with `auth url`".into()).into());
+    }
+    Ok(())
+}
+
+async fn status(config: &Config, client: &EnlightenClient, now: i64) -> anyhow::Result<()> {
+    let ledger = client.ledger().snapshot();
+    out!("flow:              {}", config.enphase.auth.flow.as_str());
+    out!(
+        "hits:              {} of {} this month, {} of {} in the last minute",
+        ledger.month_used,
+        ledger.month_limit,
+        ledger.minute_used,
+        ledger.minute_limit
+    );
+    let stored = client.tokens().current().await.map_err(auth_error)?;
+    let Some(t) = stored else {
+        out!("tokens:            none");
+        out!("authorization:     needed (run `enphase-mqtt auth login`)");
+        return Err(AuthNeeded("authorization needed: no tokens stored yet".into()).into());
+    };
+    out!("enl_uid:           {}", t.enl_uid.as_deref().unwrap_or("unknown"));
+    let left = t.expires_at - now;
+    let when = if left > 0 { format!("in {}", human(left)) } else { format!("{} ago", human(-left)) };
+    out!("access token:      expires {} ({when})", iso(t.expires_at));
+    out!("refresh token:     issued {} ({} ago)", iso(t.issued_at), human(now - t.issued_at));
+    out!("authorized:        {}", iso(t.authorized_at));
+    match t.reauth_reason(now) {
+        None => {
+            out!("authorization:     OK");
+            Ok(())
+        }
+        Some(reason) => {
+            out!("authorization:     needed ({reason})");
+            Err(AuthNeeded(format!("authorization needed: {reason}")).into())
+        }
+    }
+}
+
+/// `auth login`: serve the redirect target, print the authorize URL, wait for the redirect.
+async fn login(config: &Config, client: &EnlightenClient, listen: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} for the redirect"))?;
+    let local = listener.local_addr()?;
+    let host = if local.ip().is_unspecified() { "localhost".to_string() } else { local.ip().to_string() };
+    let host = if local.is_ipv6() && !local.ip().is_unspecified() { format!("[{host}]") } else { host };
+    let redirect_uri = format!("http://{host}:{}/callback", local.port());
+    let state = oauth::random_state();
+    let url = oauth::authorize_url(&config.enphase.base_url, &config.enphase.client_id, &redirect_uri, &state);
+    out!("{url}");
+    eprintln!("Open the URL above in a browser, log in to Enlighten and approve the app. Waiting on {local} …");
+
+    let outcome = crate::login::wait_for_redirect(listener, state, timeout).await?;
+    let code = match outcome {
+        Ok(code) => code,
+        Err(refusal) => return Err(AuthNeeded(refusal).into()),
+    };
+    let resp = client.tokens().oauth().exchange_code(&code, &redirect_uri).await.map_err(auth_error)?;
+    let stored = client.tokens().store_new(resp, AuthFlow::AuthorizationCode).await?;
+    out!("Authorized{}; tokens stored in {}.", uid_note(&stored), client.tokens().store().path().display());
+    Ok(())
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let plan = args.plan.parse().map_err(|e| ConfigError { problems: vec![format!("--plan: {e}")] })?;
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        return Err(ConfigError { problems: vec![format!("--speed: {} must be above 0", args.speed)] }.into());
+    }
+    let mut opts =
+        simulator::SimOptions { systems: args.systems, plan, speed: args.speed, seed: args.seed, ..Default::default() };
+    if let Some(ttl) = args.access_ttl {
+        opts.access_ttl_secs = ttl;
+    }
+    if let Some(ttl) = args.refresh_ttl {
+        opts.refresh_ttl_secs = ttl;
+    }
+    let shutdown = CancellationToken::new();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stopper.cancel();
+    });
+    simulator::serve(opts, args.listen, shutdown).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM (Docker and the Home Assistant Supervisor send SIGTERM).
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Epoch seconds as ISO 8601 UTC.
+pub fn iso(secs: i64) -> String {
+    DateTime::from_timestamp(secs, 0).map_or_else(|| secs.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+fn human(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_or_redirect_url() {
+        assert_eq!(split_code(" 2TJk7M ").unwrap(), ("2TJk7M".to_string(), None));
+        assert_eq!(
+            split_code("https://api.enphaseenergy.com/oauth/redirect_uri?code=abc&state=s1").unwrap(),
+            ("abc".to_string(), Some("s1".to_string()))
+        );
+        let denied = split_code("http://x/cb?error=access_denied&state=s").unwrap_err();
+        assert_eq!(exit_code(&denied), EXIT_AUTH);
+        assert!(split_code("has space").is_err());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_error_kind() {
+        assert_eq!(exit_code(&anyhow::Error::new(ConfigError { problems: vec!["x".into()] })), EXIT_CONFIG);
+        assert_eq!(exit_code(&anyhow::Error::new(ApiError::AuthorizationNeeded { reason: "r".into() })), EXIT_AUTH);
+        assert_eq!(exit_code(&anyhow::anyhow!("other").context("while doing")), 1);
+    }
+}

@@ -1,0 +1,132 @@
+//! Shared test harness: the simulator in-process on loopback, a config file pointing at it, and
+//! the real `enphase-mqtt` binary run as a child process with a time limit.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use enphase_mqtt::simulator::{self, SimHandle, SimOptions};
+use serde_json::Value;
+use tokio::process::Command;
+
+/// Every child process and HTTP call in the tests is bounded by this.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// A simulator on a free loopback port.
+pub async fn sim(opts: SimOptions) -> SimHandle {
+    simulator::spawn(opts, "127.0.0.1:0".parse().unwrap()).await.expect("simulator starts")
+}
+
+/// A folder with `config.yaml` pointing at `sim`, with `extra` lines appended under `enphase:`.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Setup {
+    pub fn new(sim: &SimHandle, opts: &SimOptions, enphase_extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        let config = dir.path().join("config.yaml");
+        let text = format!(
+            "enphase:\n  api_key: {}\n  client_id: {}\n  client_secret: {}\n  plan: {}\n  base_url: {}\n{enphase_extra}state_dir: {}\n",
+            opts.api_key,
+            opts.client_id,
+            opts.client_secret,
+            opts.plan.to_string().to_lowercase(),
+            sim.base_url,
+            state_dir.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        Self { dir, config, state_dir }
+    }
+
+    pub fn tokens_path(&self) -> PathBuf {
+        self.state_dir.join("tokens.json")
+    }
+
+    pub fn tokens(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.tokens_path()).expect("tokens.json exists"))
+            .expect("tokens.json is whole JSON")
+    }
+
+    /// Runs `enphase-mqtt -c config <args>` to the end.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        run(&self.config, args).await
+    }
+
+    /// Starts `enphase-mqtt -c config <args>` with piped output.
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        command(&self.config, args).spawn().expect("binary starts")
+    }
+}
+
+pub fn command(config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_enphase-mqtt"));
+    cmd.arg("-c")
+        .arg(config)
+        .args(args)
+        .env_remove("ENPHASE_MQTT_CONFIG")
+        .env("ENPHASE_MQTT_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A finished child's exit code and output.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub async fn run(config: &Path, args: &[&str]) -> Output {
+    let child = command(config, args).spawn().expect("binary starts");
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("enphase-mqtt {args:?} did not finish within {LIMIT:?}"))
+        .expect("wait for child");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// An HTTP client for playing the browser and the admin API: no redirects followed.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(LIMIT).build().unwrap()
+}
+
+pub async fn admin_get(sim: &SimHandle, path: &str) -> Value {
+    http().get(format!("{}{path}", sim.base_url)).send().await.unwrap().json().await.unwrap()
+}
+
+pub async fn admin_post(sim: &SimHandle, path: &str, body: Value) {
+    let resp = http().post(format!("{}{path}", sim.base_url)).json(&body).send().await.unwrap();
+    assert!(resp.status().is_success(), "admin {path} answered {}", resp.status());
+}
+
+/// Every counted request the simulator saw.
+pub async fn hits(sim: &SimHandle) -> Vec<Value> {
+    admin_get(sim, "/admin/hits").await.as_array().cloned().unwrap_or_default()
+}
+
+/// Asserts that no secret of the simulator's options or the token file shows in `text`.
+pub fn assert_no_secrets(text: &str, opts: &SimOptions, tokens: Option<&Value>) {
+    for secret in [&opts.client_secret, &opts.api_key, &opts.password] {
+        assert!(!text.contains(secret.as_str()), "a secret leaked into output:\n{text}");
+    }
+    if let Some(t) = tokens {
+        for key in ["access_token", "refresh_token"] {
+            if let Some(v) = t[key].as_str() {
+                assert!(!text.contains(v), "{key} leaked into output:\n{text}");
+            }
+        }
+    }
+}
