@@ -3,11 +3,16 @@
 //! Data flows one way: `enlighten` (HTTP, OAuth, quota) → `model` → `home_assistant` → `mqtt`.
 //! `simulator` is an independent model of the Enlighten cloud for tests, `demo` and `simulate`.
 pub mod app;
+pub mod bridge;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod enlighten;
 pub mod fsutil;
+pub mod home_assistant;
 pub mod login;
+pub mod model;
+pub mod mqtt;
+pub mod poller;
 pub mod secret;
 pub mod simulator;
