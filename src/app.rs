@@ -3,19 +3,26 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::bridge::{Bridge, BridgeOptions};
 use crate::cli::{AuthCommand, Cli, Command, SimulateArgs};
 use crate::clock::{self, SharedClock};
 use crate::config::{self, AuthFlow, Config, ConfigError};
 use crate::enlighten::tokens::StoredTokens;
 use crate::enlighten::{ApiError, EnlightenClient, oauth};
 use crate::fsutil::{self, FileLock};
+use crate::home_assistant::Topics;
+use crate::mqtt;
+use crate::poller::{Poller, PollerOptions};
 use crate::simulator;
 
 /// Prints a line to stdout; a closed stdout (a pipe whose reader left) is not worth a panic.
@@ -43,6 +50,7 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -69,8 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => check_config(&cli.config),
         Command::Run => {
             let config = load_config(&cli.config)?;
-            let _lock = instance_lock(&config.state_dir)?;
-            bail!("`run` is not implemented yet; use `auth status` and `simulate` meanwhile")
+            run_bridge(config, clock::system()).await
         }
         Command::Auth(cmd) => {
             let config = load_config(&cli.config)?;
@@ -294,6 +301,57 @@ async fn login(config: &Config, client: &EnlightenClient, listen: SocketAddr, ti
     let resp = client.tokens().oauth().exchange_code(&code, &redirect_uri).await.map_err(auth_error)?;
     let stored = client.tokens().store_new(resp, AuthFlow::AuthorizationCode).await?;
     out!("Authorized{}; tokens stored in {}.", uid_note(&stored), client.tokens().store().path().display());
+    Ok(())
+}
+
+/// `run`: the poller, the bridge and the MQTT connection, until SIGTERM or Ctrl-C.
+async fn run_bridge(config: Config, clock: SharedClock) -> anyhow::Result<()> {
+    let _lock = instance_lock(&config.state_dir)?;
+    let api = Arc::new(EnlightenClient::from_config(&config.enphase, &config.state_dir, clock.clone())?);
+    // Start only with tokens that can work; later losses are reported over MQTT instead.
+    match api.tokens().current().await.map_err(auth_error)? {
+        None => return Err(AuthNeeded("no Enphase tokens yet: run `enphase-mqtt auth login` first".into()).into()),
+        Some(t) => {
+            if let Some(reason) = t.reauth_reason(clock.now_secs())
+                && config.enphase.auth.flow != AuthFlow::Password
+            {
+                return Err(AuthNeeded(format!("authorization needed: {reason}; run `enphase-mqtt auth login`")).into());
+            }
+        }
+    }
+    let topics = Topics::new(&config.mqtt.base_topic, &config.mqtt.discovery_prefix);
+    let (client, eventloop) = mqtt::connect(&config.mqtt, &topics.bridge_availability())?;
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let (input_tx, input_rx) = mpsc::channel(1024);
+    let (refresh_tx, refresh_rx) = mpsc::channel(1);
+    let bridge_opts = BridgeOptions {
+        topics: topics.clone(),
+        discovery: config.mqtt.discovery,
+        mode: config.mqtt.discovery_mode,
+        cleanup_window: Duration::from_secs(3),
+    };
+    let poller_opts = PollerOptions {
+        plan: config.enphase.plan,
+        systems: config.enphase.systems.clone(),
+        min_interval: Duration::from_secs(config.enphase.min_poll_interval_secs),
+        stale_after: Duration::from_secs(config.enphase.stale_after_secs),
+        refresh_response_topic: topics.refresh_response(),
+    };
+    tracker.spawn(mqtt::run(eventloop, event_tx, shutdown.clone()));
+    tracker.spawn(Bridge::new(client, bridge_opts, Some(refresh_tx)).run(input_rx, event_rx, shutdown.clone()));
+    tracker.spawn(Poller::new(api, input_tx, refresh_rx, clock, poller_opts).run(shutdown.clone()));
+    tracker.close();
+    tracing::info!(broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port), "enphase-mqtt running");
+
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    shutdown.cancel();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+        tracing::warn!("tasks did not stop within 5 s");
+    }
     Ok(())
 }
 

@@ -56,6 +56,10 @@ pub struct EnphaseConfig {
     pub hits_per_month: Option<u32>,
     /// Whole-request timeout in seconds.
     pub request_timeout_secs: u64,
+    /// The shortest time between two polls of one system, in seconds.
+    pub min_poll_interval_secs: u64,
+    /// A system whose gateway has not uploaded for this long is shown unavailable, in seconds.
+    pub stale_after_secs: u64,
 }
 
 impl EnphaseConfig {
@@ -476,6 +480,8 @@ impl<'e> Validator<'e> {
             .map(|p| self.integer(&mut s, "hits_per_month", 1, p.per_month().into()))
             .unwrap_or_else(|| self.integer(&mut s, "hits_per_month", 1, u32::MAX.into()));
         let request_timeout_secs = self.integer(&mut s, "request_timeout_secs", 1, 600).unwrap_or(30);
+        let min_poll_interval_secs = self.integer(&mut s, "min_poll_interval_secs", 1, 86_400).unwrap_or(300);
+        let stale_after_secs = self.integer(&mut s, "stale_after_secs", 60, 7 * 86_400).unwrap_or(3 * 3600);
         self.finish(s);
         Some(EnphaseConfig {
             api_key: Secret::new(api_key?),
@@ -488,6 +494,8 @@ impl<'e> Validator<'e> {
             hits_per_minute: hits_per_minute.map(|n| n as u32),
             hits_per_month: hits_per_month.map(|n| n as u32),
             request_timeout_secs,
+            min_poll_interval_secs,
+            stale_after_secs,
         })
     }
 

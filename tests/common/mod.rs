@@ -2,6 +2,8 @@
 //! the real `enphase-mqtt` binary run as a child process with a time limit.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -27,11 +29,16 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(sim: &SimHandle, opts: &SimOptions, enphase_extra: &str) -> Self {
+        Self::with_top(sim, opts, enphase_extra, "")
+    }
+
+    /// Like `new`, with `top` (e.g. an `mqtt:` section) appended at the top level.
+    pub fn with_top(sim: &SimHandle, opts: &SimOptions, enphase_extra: &str, top: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
         let config = dir.path().join("config.yaml");
         let text = format!(
-            "enphase:\n  api_key: {}\n  client_id: {}\n  client_secret: {}\n  plan: {}\n  base_url: {}\n{enphase_extra}state_dir: {}\n",
+            "enphase:\n  api_key: {}\n  client_id: {}\n  client_secret: {}\n  plan: {}\n  base_url: {}\n{enphase_extra}{top}state_dir: {}\n",
             opts.api_key,
             opts.client_id,
             opts.client_secret,
