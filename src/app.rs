@@ -24,6 +24,7 @@ use crate::home_assistant::Topics;
 use crate::mqtt;
 use crate::poller::{Poller, PollerOptions};
 use crate::simulator;
+use crate::status::BoardReceiver;
 
 /// Prints a line to stdout; a closed stdout (a pipe whose reader left) is not worth a panic.
 macro_rules! out {
@@ -306,7 +307,45 @@ async fn login(config: &Config, client: &EnlightenClient, listen: SocketAddr, ti
 
 /// `run`: the poller, the bridge and the MQTT connection, until SIGTERM or Ctrl-C.
 async fn run_bridge(config: Config, clock: SharedClock) -> anyhow::Result<()> {
-    let _lock = instance_lock(&config.state_dir)?;
+    let running = start(&config, clock).await?;
+    tracing::info!(broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port), "enphase-mqtt running");
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    running.stop().await;
+    Ok(())
+}
+
+/// The running bridge: its tasks, and what the web page and `demo` read.
+pub struct Running {
+    /// The live picture (sites, bridge status, MQTT session).
+    pub board: BoardReceiver,
+    /// The Enphase client (tokens, ledger).
+    pub api: Arc<EnlightenClient>,
+    /// Cancelled to stop every task.
+    pub shutdown: CancellationToken,
+    tracker: TaskTracker,
+    _lock: FileLock,
+}
+
+impl Running {
+    /// Stops every task: the bridge publishes `offline` and disconnects; waits up to 5 s.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await.is_err() {
+            tracing::warn!("tasks did not stop within 5 s");
+        }
+    }
+
+    /// Runs `task` alongside the bridge's own tasks (stopped with them).
+    pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, task: F) {
+        self.tracker.spawn(task);
+    }
+}
+
+/// Takes the state lock, checks the tokens, and starts the MQTT connection, the bridge and the poller.
+pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Running> {
+    let lock = instance_lock(&config.state_dir)?;
     let api = Arc::new(EnlightenClient::from_config(&config.enphase, &config.state_dir, clock.clone())?);
     // Start only with tokens that can work; later losses are reported over MQTT instead.
     match api.tokens().current().await.map_err(auth_error)? {
@@ -340,19 +379,12 @@ async fn run_bridge(config: Config, clock: SharedClock) -> anyhow::Result<()> {
         stale_after: Duration::from_secs(config.enphase.stale_after_secs),
         refresh_response_topic: topics.refresh_response(),
     };
+    let bridge = Bridge::new(client, bridge_opts, Some(refresh_tx));
+    let board = bridge.board();
     tracker.spawn(mqtt::run(eventloop, event_tx, shutdown.clone()));
-    tracker.spawn(Bridge::new(client, bridge_opts, Some(refresh_tx)).run(input_rx, event_rx, shutdown.clone()));
-    tracker.spawn(Poller::new(api, input_tx, refresh_rx, clock, poller_opts).run(shutdown.clone()));
-    tracker.close();
-    tracing::info!(broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port), "enphase-mqtt running");
-
-    wait_for_signal().await;
-    tracing::info!("stopping");
-    shutdown.cancel();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
-        tracing::warn!("tasks did not stop within 5 s");
-    }
-    Ok(())
+    tracker.spawn(bridge.run(input_rx, event_rx, shutdown.clone()));
+    tracker.spawn(Poller::new(api.clone(), input_tx, refresh_rx, clock, poller_opts).run(shutdown.clone()));
+    Ok(Running { board, api, shutdown, tracker, _lock: lock })
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {

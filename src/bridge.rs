@@ -16,6 +16,7 @@ use crate::config::DiscoveryMode;
 use crate::home_assistant::{Message, Topics, discovery, state};
 use crate::model::{BridgeStatus, SiteSnapshot};
 use crate::mqtt::MqttEvent;
+use crate::status::{self, BoardReceiver, BoardSender};
 
 /// What the rest of the program tells the bridge.
 #[derive(Debug, Clone)]
@@ -76,6 +77,8 @@ pub struct Bridge {
     cleanup_done: bool,
     /// Set when a publish could not be queued: publish everything on the next occasion.
     resync: bool,
+    /// The live picture for the web page.
+    board: BoardSender,
 }
 
 impl Bridge {
@@ -95,11 +98,17 @@ impl Bridge {
             cleanup_seen: BTreeSet::new(),
             cleanup_done: false,
             resync: false,
+            board: status::board().0,
         };
         if bridge.opts.discovery {
             bridge.bridge.configs = to_map(discovery::bridge_configs(&bridge.opts.topics, bridge.opts.mode));
         }
         bridge
+    }
+
+    /// A reader of the live picture (sites, bridge status, MQTT session).
+    pub fn board(&self) -> BoardReceiver {
+        self.board.subscribe()
     }
 
     /// Runs until `shutdown`, then publishes `offline` and disconnects cleanly.
@@ -133,8 +142,19 @@ impl Bridge {
     /// Handles one MQTT event.
     pub fn on_event(&mut self, event: MqttEvent) {
         match event {
-            MqttEvent::Connected => self.on_connected(),
-            MqttEvent::Disconnected { .. } => self.connected = false,
+            MqttEvent::Connected => {
+                self.board.send_modify(|b| b.mqtt_connected = true);
+                self.on_connected()
+            }
+            MqttEvent::Disconnected { .. } => {
+                if self.connected {
+                    self.board.send_modify(|b| {
+                        b.mqtt_connected = false;
+                        b.mqtt_disconnects += 1;
+                    });
+                }
+                self.connected = false
+            }
             MqttEvent::Message { topic, payload, retain } => self.on_message(topic, payload, retain),
         }
     }
@@ -212,6 +232,9 @@ impl Bridge {
             BridgeInput::Sites(list) => {
                 let keep: BTreeSet<u64> = list.iter().map(|s| s.system_id).collect();
                 let gone: Vec<u64> = self.sites.keys().filter(|id| !keep.contains(id)).copied().collect();
+                self.board.send_modify(|b| {
+                    b.sites = list.iter().map(|s| (s.system_id, s.clone())).collect();
+                });
                 for id in gone {
                     tracing::info!(system_id = id, "system no longer bridged: removing its entities");
                     if let Some(old) = self.sites.remove(&id) {
@@ -228,8 +251,14 @@ impl Bridge {
                     self.finish_cleanup_window();
                 }
             }
-            BridgeInput::Site(site) => self.update_site(&site),
+            BridgeInput::Site(site) => {
+                self.update_site(&site);
+                self.board.send_modify(|b| {
+                    b.sites.insert(site.system_id, *site);
+                });
+            }
             BridgeInput::Status(status) => {
+                self.board.send_modify(|b| b.status = Some(status.clone()));
                 let info = state::bridge_info(&status, &self.opts.topics);
                 self.bridge.states.insert(info.topic.clone(), info.payload.clone());
                 if self.connected {

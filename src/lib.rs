@@ -16,3 +16,4 @@ pub mod mqtt;
 pub mod poller;
 pub mod secret;
 pub mod simulator;
+pub mod status;

@@ -465,6 +465,14 @@ pub struct BridgeStatus {
     pub last_error: Option<String>,
     /// Endpoints the plan refused (401 on a Watt plan for device-level data).
     pub denied_endpoints: Vec<String>,
+    /// Poll cycles run since start.
+    pub polls: u64,
+    /// API errors since start, by kind (`ApiError::kind`).
+    pub api_errors: BTreeMap<String, u64>,
+    /// When each system's last fully successful cycle ended, epoch seconds.
+    pub last_success: BTreeMap<u64, i64>,
+    /// When the access token expires, epoch seconds.
+    pub token_expires_at: Option<i64>,
 }
 
 impl BridgeStatus {
@@ -482,6 +490,10 @@ impl BridgeStatus {
             next_poll: BTreeMap::new(),
             last_error: None,
             denied_endpoints: Vec::new(),
+            polls: 0,
+            api_errors: BTreeMap::new(),
+            last_success: BTreeMap::new(),
+            token_expires_at: None,
         }
     }
 

@@ -284,8 +284,12 @@ impl Poller {
         if self.out.send(BridgeInput::Site(Box::new(snap))).await.is_err() {
             return;
         }
+        self.status.polls += 1;
         for err in &errors {
             self.note_error(err);
+        }
+        if errors.is_empty() {
+            self.status.last_success.insert(id as u64, now / 1000);
         }
         if errors.iter().all(|e| !matches!(e, ApiError::AuthorizationNeeded { .. })) {
             self.status.authorization_ok = true;
@@ -323,6 +327,7 @@ impl Poller {
     }
 
     fn note_error(&mut self, err: &ApiError) {
+        *self.status.api_errors.entry(err.kind().to_string()).or_default() += 1;
         if let ApiError::AuthorizationNeeded { reason } = err {
             self.status.authorization_ok = false;
             self.status.authorization_error = Some(reason.clone());
@@ -376,6 +381,9 @@ impl Poller {
         self.status.hits_minute_limit = ledger.minute_limit;
         self.status.next_poll = self.sites.iter().map(|(id, s)| (*id as u64, s.next_poll_ms / 1000)).collect();
         self.status.denied_endpoints = self.api.denied_endpoints().iter().map(|s| s.to_string()).collect();
+        if let Ok(Some(tokens)) = self.api.tokens().current().await {
+            self.status.token_expires_at = Some(tokens.expires_at);
+        }
         let _ = self.out.send(BridgeInput::Status(self.status.clone())).await;
     }
 }
