@@ -14,6 +14,7 @@ pub mod login;
 pub mod model;
 pub mod mqtt;
 pub mod poller;
+pub mod scheduler;
 pub mod secret;
 pub mod simulator;
 pub mod status;

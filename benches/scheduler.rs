@@ -1,0 +1,284 @@
+//! Month simulation: the scheduler against the simulator's model with a simulated clock, side by
+//! side with a fixed-interval poller that spends the same number of hits.
+//!
+//! `cargo bench --bench scheduler` prints one row per scenario, ending with `ratio=X.XX`
+//! (the fixed poller's mean age of the displayed production power in daylight, divided by ours)
+//! and `breaches=N` (hits that would have passed a limit in any 60-second window or the month).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use enphase_mqtt::scheduler::{Budget, Outcome, Scheduler, SiteProfile, Task};
+use enphase_mqtt::simulator::model::{Fleet, SimSystem};
+
+/// 2026-06-01T00:00:00Z: a month with long days in the north and short ones in the south.
+const MONTH_START: i64 = 1_780_272_000;
+/// 30 days.
+const MONTH_SECS: i64 = 30 * 86_400;
+const MINUTE_MS: i64 = 60_000;
+
+struct Scenario {
+    systems: usize,
+    plan: &'static str,
+    per_minute: u32,
+    per_month: u32,
+}
+
+/// The hits sent, for checking both kinds of window.
+#[derive(Default)]
+struct Hits {
+    sent: Vec<i64>,
+    recent: VecDeque<i64>,
+    breaches: u32,
+}
+
+impl Hits {
+    /// Records `n` hits at `t_ms`; counts those past a limit.
+    fn send(&mut self, t_ms: i64, n: u32, per_minute: u32, per_month: u32) {
+        for _ in 0..n {
+            while self.recent.front().is_some_and(|t| *t <= t_ms - MINUTE_MS) {
+                self.recent.pop_front();
+            }
+            if self.recent.len() as u32 >= per_minute || self.sent.len() as u32 >= per_month {
+                self.breaches += 1;
+            }
+            self.recent.push_back(t_ms);
+            self.sent.push(t_ms);
+        }
+    }
+
+    /// When the next hit may go (sliding minute window).
+    fn next_free(&self, now_ms: i64, per_minute: u32) -> i64 {
+        let in_window: Vec<i64> = self.recent.iter().copied().filter(|t| *t > now_ms - MINUTE_MS).collect();
+        if (in_window.len() as u32) < per_minute {
+            now_ms
+        } else {
+            in_window[in_window.len() - per_minute as usize] + MINUTE_MS
+        }
+    }
+
+    /// Hits in a clock minute above the limit: what Enphase would answer with 429.
+    fn clock_minute_429s(&self, per_minute: u32) -> u32 {
+        let mut per: BTreeMap<i64, u32> = BTreeMap::new();
+        for t in &self.sent {
+            *per.entry(t.div_euclid(MINUTE_MS)).or_default() += 1;
+        }
+        per.values().map(|n| n.saturating_sub(per_minute)).sum()
+    }
+}
+
+/// Daylight of each system: (start, end) epoch seconds of production, per day of the month.
+fn daylight(sys: &SimSystem) -> Vec<(i64, i64)> {
+    let buckets = sys.micro_buckets(MONTH_START - 86_400, MONTH_START + MONTH_SECS + 86_400);
+    let mut days: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for b in buckets.iter().filter(|b| b.powr > 0) {
+        let day = sys.midnight(sys.local_date(b.end - 1));
+        let e = days.entry(day).or_insert((b.end - 300, b.end));
+        e.0 = e.0.min(b.end - 300);
+        e.1 = e.1.max(b.end);
+    }
+    days.into_values().collect()
+}
+
+/// What a run of one poller gave.
+#[derive(Default)]
+struct Result {
+    hits: u32,
+    breaches: u32,
+    http_429: u32,
+    power_polls: u64,
+    empty_polls: u64,
+    age_sum_secs: f64,
+    age_samples: u64,
+}
+
+impl Result {
+    fn mean_age_min(&self) -> f64 {
+        if self.age_samples == 0 { f64::NAN } else { self.age_sum_secs / self.age_samples as f64 / 60.0 }
+    }
+}
+
+/// Mean age of the displayed production power, sampled each minute of daylight.
+struct Ages<'a> {
+    daylight: Vec<Vec<(i64, i64)>>,
+    fleet: &'a Fleet,
+}
+
+impl Ages<'_> {
+    /// Adds the samples in `[from, to)` seconds for system `i`, whose display shows data of `shown`.
+    fn sample(&self, i: usize, from: i64, to: i64, shown: Option<i64>, out: &mut Result) {
+        let Some(shown) = shown else { return };
+        let _ = self.fleet;
+        for &(a, b) in &self.daylight[i] {
+            let lo = a.max(from);
+            let hi = b.min(to);
+            let mut t = lo + (60 - lo.rem_euclid(60)) % 60;
+            while t < hi {
+                out.age_sum_secs += (t - shown) as f64;
+                out.age_samples += 1;
+                t += 60;
+            }
+        }
+    }
+}
+
+fn profiles(fleet: &Fleet) -> Vec<SiteProfile> {
+    fleet
+        .systems()
+        .iter()
+        .map(|s| SiteProfile {
+            system_id: s.system_id(),
+            timezone: Some(s.timezone().to_string()),
+            metered: s.has_meters(),
+            battery: s.has_battery(),
+            cellular: s.is_cellular(),
+        })
+        .collect()
+}
+
+fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
+    let profiles = profiles(fleet);
+    let index: BTreeMap<u64, usize> = profiles.iter().enumerate().map(|(i, p)| (p.system_id, i)).collect();
+    let mut sched = Scheduler::new(profiles.clone());
+    let mut hits = Hits::default();
+    let mut shown: Vec<Option<i64>> = vec![None; profiles.len()];
+    let mut shown_since: Vec<i64> = vec![MONTH_START; profiles.len()];
+    let mut res = Result::default();
+    let month_end_ms = (MONTH_START + MONTH_SECS) * 1000;
+    let mut now = MONTH_START * 1000;
+    // One token refresh a day, as the bridge does.
+    let mut next_refresh = now;
+    loop {
+        if now >= next_refresh {
+            let at = hits.next_free(now, sc.per_minute);
+            hits.send(at, 1, sc.per_minute, sc.per_month);
+            next_refresh += 86_400_000;
+        }
+        let budget = Budget {
+            month_left: sc.per_month.saturating_sub(hits.sent.len() as u32),
+            next_free_ms: hits.next_free(now, sc.per_minute),
+            month_end_ms,
+        };
+        let Some(d) = sched.next(now, &budget) else { break };
+        let at = d.at_ms.min(next_refresh);
+        if at >= month_end_ms {
+            break;
+        }
+        if at < d.at_ms {
+            // The token refresh comes first; plan again afterwards.
+            now = at;
+            continue;
+        }
+        now = d.at_ms;
+        let i = index[&d.system_id];
+        let p = &profiles[i];
+        let sys = &fleet.systems()[i];
+        hits.send(now, p.cost(d.task), sc.per_minute, sc.per_month);
+        let t = now / 1000;
+        let snap = sys.snapshot(t);
+        let mut outcome = Outcome {
+            ok: true,
+            last_report_at: Some(snap.last_report_at),
+            production_w: Some(snap.current_power_w),
+            intervals: Vec::new(),
+        };
+        match d.task {
+            Task::Power => {
+                res.power_polls += 1;
+                if shown[i] == Some(snap.last_report_at) {
+                    res.empty_polls += 1;
+                }
+                ages.sample(i, shown_since[i], t, shown[i], &mut res);
+                shown[i] = Some(snap.last_report_at);
+                shown_since[i] = t;
+            }
+            Task::Intervals => {
+                outcome.intervals =
+                    sys.micro_buckets(t - 86_400, snap.last_report_at).iter().map(|b| (b.end, b.enwh)).collect();
+            }
+            Task::Energy | Task::Inverters => {}
+        }
+        sched.record(d.system_id, d.task, now, &outcome);
+    }
+    for i in 0..profiles.len() {
+        ages.sample(i, shown_since[i], MONTH_START + MONTH_SECS, shown[i], &mut res);
+    }
+    res.hits = hits.sent.len() as u32;
+    res.breaches = hits.breaches;
+    res.http_429 = hits.clock_minute_429s(sc.per_minute);
+    res
+}
+
+/// Polls every system round-robin at one fixed interval, spending `budget` hits in the month.
+fn run_fixed(fleet: &Fleet, sc: &Scenario, ages: &Ages, budget: u32) -> Result {
+    let n = fleet.len();
+    let mut hits = Hits::default();
+    let mut res = Result::default();
+    let polls = budget.saturating_sub(30).max(1) as i64; // the same daily token refresh
+    let step_ms = MONTH_SECS * 1000 / polls;
+    let mut shown: Vec<Option<i64>> = vec![None; n];
+    let mut shown_since: Vec<i64> = vec![MONTH_START; n];
+    for k in 0..polls {
+        let now = MONTH_START * 1000 + k * step_ms;
+        if k % (polls / 30).max(1) == 0 {
+            hits.send(now, 1, sc.per_minute, sc.per_month);
+        }
+        let i = (k as usize) % n;
+        hits.send(now, 1, sc.per_minute, sc.per_month);
+        let t = now / 1000;
+        let snap = fleet.systems()[i].snapshot(t);
+        res.power_polls += 1;
+        if shown[i] == Some(snap.last_report_at) {
+            res.empty_polls += 1;
+        }
+        ages.sample(i, shown_since[i], t, shown[i], &mut res);
+        shown[i] = Some(snap.last_report_at);
+        shown_since[i] = t;
+    }
+    for i in 0..n {
+        ages.sample(i, shown_since[i], MONTH_START + MONTH_SECS, shown[i], &mut res);
+    }
+    res.hits = hits.sent.len() as u32;
+    res.breaches = hits.breaches;
+    res.http_429 = hits.clock_minute_429s(sc.per_minute);
+    res
+}
+
+fn main() {
+    let scenarios = [
+        Scenario { systems: 1, plan: "watt", per_minute: 10, per_month: 1_000 },
+        Scenario { systems: 2, plan: "watt", per_minute: 10, per_month: 1_000 },
+        Scenario { systems: 5, plan: "watt", per_minute: 10, per_month: 1_000 },
+        Scenario { systems: 1, plan: "kilowatt", per_minute: 50, per_month: 50_000 },
+    ];
+    println!(
+        "month simulation: 30 days from 2026-06-01, simulated clock; ages are of the displayed production power in daylight"
+    );
+    for sc in &scenarios {
+        let started = Instant::now();
+        let fleet = Fleet::generate(sc.systems, 1, MONTH_START);
+        let ages = Ages { daylight: fleet.systems().iter().map(daylight).collect(), fleet: &fleet };
+        let ours = run_ours(&fleet, sc, &ages);
+        let fixed = run_fixed(&fleet, sc, &ages, ours.hits);
+        let ratio = fixed.mean_age_min() / ours.mean_age_min();
+        let pct = |r: &Result| 100.0 * (r.power_polls - r.empty_polls) as f64 / r.power_polls.max(1) as f64;
+        println!(
+            "systems={} plan={:<8} hits={:>5} 429s={} new_data={:>5.1}% ({} of {} polls empty) age_ours={:>6.1}min | fixed: hits={:>5} 429s={} new_data={:>5.1}% age_fixed={:>6.1}min | {:.1}s ratio={:.2} breaches={}",
+            sc.systems,
+            sc.plan,
+            ours.hits,
+            ours.http_429,
+            pct(&ours),
+            ours.empty_polls,
+            ours.power_polls,
+            ours.mean_age_min(),
+            fixed.hits,
+            fixed.http_429,
+            pct(&fixed),
+            fixed.mean_age_min(),
+            started.elapsed().as_secs_f64(),
+            ratio,
+            ours.breaches
+        );
+    }
+}

@@ -1,0 +1,646 @@
+//! When to call which endpoint for which system: pure, with the clock passed in, so that a whole
+//! month simulates in milliseconds.
+//!
+//! The free Watt plan allows 1,000 hits a month for the whole application, about one every 45
+//! minutes if spent evenly. Spending them evenly wastes half at night and most of the rest on
+//! data that has not changed: the gateway uploads every 15 minutes (cellular ones every 6 hours),
+//! so a poll between two uploads finds nothing new. This scheduler therefore
+//! - learns each system's upload cadence and phase from the `last_report_at` values it sees, and
+//!   polls just after an upload can have arrived, never before;
+//! - learns each system's daylight window (in its own time zone) from its production, and does
+//!   little at night: the day's totals, interval back-fill and per-inverter data come once after
+//!   sunset;
+//! - spreads the month's remaining hits over the month's remaining daylight, after a reserve for
+//!   token refreshes and the Refresh button, and recomputes that on every decision, so it corrects
+//!   itself after a restart, a refresh or an outage.
+//!
+//! It never decides to send past a limit: every decision waits for the ledger's next free slot,
+//! and nothing is planned once the month's spendable hits are gone.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, NaiveDate, Timelike};
+use chrono_tz::Tz;
+
+/// A minute in milliseconds.
+const MINUTE: i64 = 60_000;
+/// An hour in milliseconds.
+const HOUR: i64 = 60 * MINUTE;
+/// A day in milliseconds.
+const DAY: i64 = 24 * HOUR;
+/// Hits kept back per remaining day, for the daily token refresh.
+pub const RESERVE_PER_DAY: u32 = 1;
+/// Hits kept back for the month, for the Refresh button.
+pub const RESERVE_PER_MONTH: u32 = 10;
+/// How long after an expected upload to poll at first; learned per system from then on (the
+/// cloud needs a moment to process an upload).
+const UPLOAD_LAG: i64 = 60_000;
+/// The learned lag stays within these bounds.
+const LAG_RANGE: (i64, i64) = (15_000, 10 * 60_000);
+/// Margin added around the learned daylight window.
+const DAYLIGHT_MARGIN: i64 = 20 * MINUTE;
+
+/// What a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Task {
+    /// Current power: `summary` on micro-only sites (it carries energy too); on metered and
+    /// battery sites `latest_telemetry`, with `summary` every third time for the energy totals.
+    Power,
+    /// The day's totals of a metered site after sunset: `summary`, meter registers, lifetimes.
+    Energy,
+    /// New 5- and 15-minute intervals since the last seen (also teaches the daylight window).
+    Intervals,
+    /// Per-microinverter data.
+    Inverters,
+}
+
+impl Task {
+    /// Every task, highest priority first.
+    pub const ALL: [Task; 4] = [Task::Power, Task::Energy, Task::Intervals, Task::Inverters];
+}
+
+/// What the scheduler needs to know of a system.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteProfile {
+    /// The system.
+    pub system_id: u64,
+    /// IANA time zone (Enphase's `timezone`); UTC when unknown.
+    pub timezone: Option<String>,
+    /// Production or consumption meters fitted.
+    pub metered: bool,
+    /// Batteries fitted.
+    pub battery: bool,
+    /// The gateway uploads over a cellular modem (about every 6 hours).
+    pub cellular: bool,
+}
+
+impl SiteProfile {
+    /// Hits one call for `task` costs on this site.
+    pub fn cost(&self, task: Task) -> u32 {
+        match task {
+            Task::Power => 1,
+            Task::Energy => 1 + 3 * u32::from(self.metered) + u32::from(self.battery),
+            Task::Intervals => 1 + u32::from(self.metered) + u32::from(self.battery),
+            Task::Inverters => 1,
+        }
+    }
+}
+
+/// The budget as the ledger sees it now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Hits left this month (the plan's or the configured cap, minus what was used).
+    pub month_left: u32,
+    /// Earliest instant a hit may be sent (now, or later when the minute window is full).
+    pub next_free_ms: i64,
+    /// When the current UTC month ends.
+    pub month_end_ms: i64,
+}
+
+/// The next call to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// When to make it.
+    pub at_ms: i64,
+    /// For which system.
+    pub system_id: u64,
+    /// What for.
+    pub task: Task,
+}
+
+/// What a call found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// Whether the call succeeded.
+    pub ok: bool,
+    /// The gateway's last upload according to the answer.
+    pub last_report_at: Option<i64>,
+    /// Production power in the answer, W.
+    pub production_w: Option<i64>,
+    /// Production intervals in the answer: `(end_at, Wh)`.
+    pub intervals: Vec<(i64, i64)>,
+}
+
+/// Learns the upload cadence and phase from the distinct `last_report_at` values seen.
+#[derive(Debug, Clone)]
+struct Uploads {
+    /// The newest upload seen, epoch seconds.
+    last: Option<i64>,
+    /// Gaps between distinct uploads seen (multiples of the cadence when polls skip uploads).
+    gaps: VecDeque<i64>,
+    default_secs: i64,
+}
+
+impl Uploads {
+    fn new(cellular: bool) -> Self {
+        Self { last: None, gaps: VecDeque::new(), default_secs: if cellular { 6 * 3600 } else { 900 } }
+    }
+
+    fn observe(&mut self, at: i64) -> bool {
+        match self.last {
+            Some(last) if at <= last => false,
+            Some(last) => {
+                self.gaps.push_back(at - last);
+                if self.gaps.len() > 24 {
+                    self.gaps.pop_front();
+                }
+                self.last = Some(at);
+                true
+            }
+            None => {
+                self.last = Some(at);
+                true
+            }
+        }
+    }
+
+    /// The cadence in seconds: the greatest common divisor of the recent gaps, rounded to a
+    /// minute (gaps are multiples of it when polls skip uploads), within 5 min … 12 h.
+    fn cadence_secs(&self) -> i64 {
+        let mut g = 0i64;
+        for gap in &self.gaps {
+            let rounded = ((gap + 30) / 60) * 60;
+            if rounded > 0 {
+                g = gcd(g, rounded);
+            }
+        }
+        if self.gaps.len() < 2 || g == 0 { self.default_secs } else { g.clamp(300, 12 * 3600) }
+    }
+
+    /// The first expected upload strictly after `after_ms` (ms), by cadence and phase.
+    fn next_after(&self, after_ms: i64) -> i64 {
+        let cadence = self.cadence_secs() * 1000;
+        match self.last {
+            None => after_ms,
+            Some(last) => {
+                let last = last * 1000;
+                if after_ms < last {
+                    return last;
+                }
+                last + ((after_ms - last) / cadence + 1) * cadence
+            }
+        }
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a.abs() } else { gcd(b, a % b) }
+}
+
+/// Learns the daylight window (local seconds of the day with production) per local date.
+#[derive(Debug, Clone, Default)]
+struct Daylight {
+    /// Local date → (first, last) second of the day with production.
+    days: BTreeMap<NaiveDate, (i64, i64)>,
+}
+
+impl Daylight {
+    fn observe(&mut self, tz: Tz, end_at: i64, wh: i64) {
+        if wh <= 0 {
+            return;
+        }
+        let Some(t) = DateTime::from_timestamp(end_at - 1, 0) else { return };
+        let local = t.with_timezone(&tz);
+        let secs = i64::from(local.num_seconds_from_midnight());
+        let entry = self.days.entry(local.date_naive()).or_insert((secs, secs));
+        entry.0 = entry.0.min(secs - 300);
+        entry.1 = entry.1.max(secs);
+        while self.days.len() > 7 {
+            let first = *self.days.keys().next().expect("not empty");
+            self.days.remove(&first);
+        }
+    }
+
+    /// The window in local seconds of the day: the widest of the recent days, with a margin;
+    /// 06:00–20:00 until something was learned.
+    fn window(&self) -> (i64, i64) {
+        let learned: Vec<&(i64, i64)> = self.days.values().filter(|(a, b)| b - a >= 3600).collect();
+        if learned.is_empty() {
+            return (6 * 3600, 20 * 3600);
+        }
+        let start = learned.iter().map(|w| w.0).min().unwrap_or(6 * 3600);
+        let end = learned.iter().map(|w| w.1).max().unwrap_or(20 * 3600);
+        let margin = DAYLIGHT_MARGIN / 1000;
+        ((start - margin).max(0), (end + margin).min(86_400))
+    }
+}
+
+/// The scheduler's memory of one system.
+#[derive(Debug, Clone)]
+struct SiteState {
+    profile: SiteProfile,
+    tz: Tz,
+    uploads: Uploads,
+    daylight: Daylight,
+    /// When each task last ran (ms).
+    last_run: BTreeMap<Task, i64>,
+    /// When each task last failed, for a pause before trying again.
+    failures: BTreeMap<Task, (i64, u32)>,
+    /// Tasks the plan refuses.
+    denied: Vec<Task>,
+    /// Power polls and how many found nothing new.
+    power_polls: u64,
+    empty_polls: u64,
+    /// How long after an upload its data can be read, learned from polls that found nothing.
+    lag_ms: i64,
+}
+
+impl SiteState {
+    /// Today's daylight window in epoch ms (local date of `now`).
+    fn window_on(&self, day_start_ms: i64) -> (i64, i64) {
+        let (a, b) = self.daylight.window();
+        (day_start_ms + a * 1000, day_start_ms + b * 1000)
+    }
+
+    /// Local midnight (epoch ms) of the local day holding `now_ms`, and of the next day.
+    fn day_bounds(&self, now_ms: i64) -> (i64, i64) {
+        let Some(t) = DateTime::from_timestamp_millis(now_ms) else { return (now_ms, now_ms + DAY) };
+        let local = t.with_timezone(&self.tz);
+        let since_midnight =
+            i64::from(local.num_seconds_from_midnight()) * 1000 + i64::from(local.nanosecond() / 1_000_000);
+        let start = now_ms - since_midnight;
+        (start, start + DAY)
+    }
+
+    /// Whether `t` lies in the daylight window of its local day.
+    fn is_daylight(&self, t: i64) -> bool {
+        let (start, _) = self.day_bounds(t);
+        let (a, b) = self.window_on(start);
+        t >= a && t < b
+    }
+
+    fn window_len_ms(&self) -> i64 {
+        let (a, b) = self.daylight.window();
+        (b - a).max(3600) * 1000
+    }
+}
+
+/// Plans every call of every system.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    sites: BTreeMap<u64, SiteState>,
+}
+
+impl Scheduler {
+    /// A scheduler for these systems.
+    pub fn new(profiles: Vec<SiteProfile>) -> Self {
+        let sites = profiles
+            .into_iter()
+            .map(|p| {
+                let tz = p.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok()).unwrap_or(chrono_tz::UTC);
+                let state = SiteState {
+                    uploads: Uploads::new(p.cellular),
+                    daylight: Daylight::default(),
+                    tz,
+                    last_run: BTreeMap::new(),
+                    failures: BTreeMap::new(),
+                    denied: Vec::new(),
+                    power_polls: 0,
+                    empty_polls: 0,
+                    lag_ms: UPLOAD_LAG,
+                    profile: p,
+                };
+                (state.profile.system_id, state)
+            })
+            .collect();
+        Self { sites }
+    }
+
+    /// The systems planned for.
+    pub fn system_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.sites.keys().copied()
+    }
+
+    /// Stops planning `task` for a system (the plan refuses it).
+    pub fn deny(&mut self, system_id: u64, task: Task) {
+        if let Some(site) = self.sites.get_mut(&system_id)
+            && !site.denied.contains(&task)
+        {
+            site.denied.push(task);
+        }
+    }
+
+    /// Power polls made and those that found nothing new, for a system.
+    pub fn poll_counts(&self, system_id: u64) -> (u64, u64) {
+        self.sites.get(&system_id).map_or((0, 0), |s| (s.power_polls, s.empty_polls))
+    }
+
+    /// The learned upload cadence of a system, seconds.
+    pub fn cadence_secs(&self, system_id: u64) -> Option<i64> {
+        self.sites.get(&system_id).map(|s| s.uploads.cadence_secs())
+    }
+
+    /// The learned daylight window of a system, local seconds of the day.
+    pub fn daylight_window(&self, system_id: u64) -> Option<(i64, i64)> {
+        self.sites.get(&system_id).map(|s| s.daylight.window())
+    }
+
+    /// Records what a call found.
+    pub fn record(&mut self, system_id: u64, task: Task, now_ms: i64, outcome: &Outcome) {
+        let Some(site) = self.sites.get_mut(&system_id) else { return };
+        site.last_run.insert(task, now_ms);
+        if !outcome.ok {
+            let streak = site.failures.get(&task).map_or(1, |(_, n)| n + 1);
+            site.failures.insert(task, (now_ms, streak));
+            return;
+        }
+        site.failures.remove(&task);
+        let fresh = outcome.last_report_at.map(|at| site.uploads.observe(at));
+        if task == Task::Power {
+            site.power_polls += 1;
+            if fresh == Some(true) {
+                // Found the upload: try reading a little sooner next time.
+                site.lag_ms = (site.lag_ms * 9 / 10).max(LAG_RANGE.0);
+            } else {
+                // Came too early for the upload we expected: wait longer after uploads.
+                site.empty_polls += 1;
+                site.lag_ms = (site.lag_ms * 2).min(LAG_RANGE.1);
+            }
+        }
+        if let (Some(w), Some(at)) = (outcome.production_w, outcome.last_report_at)
+            && w > 0
+        {
+            site.daylight.observe(site.tz, at, w);
+        }
+        let tz = site.tz;
+        for (end_at, wh) in &outcome.intervals {
+            site.daylight.observe(tz, *end_at, *wh);
+        }
+    }
+
+    /// The next call to make, or `None` when nothing fits the month's budget any more.
+    pub fn next(&self, now_ms: i64, budget: &Budget) -> Option<Decision> {
+        let not_before = now_ms.max(budget.next_free_ms);
+        let days_left = ((budget.month_end_ms - now_ms).max(HOUR) as f64) / DAY as f64;
+        let reserve = (days_left.ceil() as u32) * RESERVE_PER_DAY + RESERVE_PER_MONTH;
+        let spendable = budget.month_left.saturating_sub(reserve);
+        if spendable == 0 || self.sites.is_empty() {
+            return None;
+        }
+        // Hits per system per day from here to the month's end.
+        let per_site_day = f64::from(spendable) / self.sites.len() as f64 / days_left;
+        let mut best: Option<Decision> = None;
+        for site in self.sites.values() {
+            let plan = DayPlan::new(site, per_site_day);
+            for task in Task::ALL {
+                if site.denied.contains(&task) {
+                    continue;
+                }
+                let Some(due) = plan.due(site, task, now_ms) else { continue };
+                let at = due.max(not_before);
+                let better = match best {
+                    None => true,
+                    Some(b) => at < b.at_ms,
+                };
+                if better && site.profile.cost(task) <= spendable {
+                    best = Some(Decision { at_ms: at, system_id: site.profile.system_id, task });
+                }
+            }
+        }
+        best
+    }
+}
+
+/// How one system spends its share of a day.
+#[derive(Debug, Clone, Copy)]
+struct DayPlan {
+    /// Time between power polls during daylight, ms.
+    power_every: i64,
+    /// Time between energy polls during daylight (metered sites), ms; `None`: only after sunset.
+    energy_every: Option<i64>,
+    /// Whether the after-sunset totals of a metered site fit.
+    evening_energy: bool,
+    /// Whether the after-sunset interval back-fill fits.
+    backfill: bool,
+    /// Whether the daily inverter read fits.
+    inverters: bool,
+}
+
+impl DayPlan {
+    /// Splits a day's hits: power polls first (they are what users watch); the evening totals,
+    /// interval back-fill and inverter data only when the share is large enough to afford them
+    /// without starving the power polls.
+    fn new(site: &SiteState, hits_per_day: f64) -> Self {
+        let p = &site.profile;
+        let mut left = hits_per_day;
+        let metered = p.metered || p.battery;
+        let evening_energy = metered && left >= 10.0;
+        if evening_energy {
+            left -= f64::from(p.cost(Task::Energy));
+        }
+        let backfill = left >= 8.0;
+        if backfill {
+            left -= f64::from(p.cost(Task::Intervals));
+        }
+        let inverters = left >= 40.0;
+        if inverters {
+            left -= 1.0;
+        }
+        let window = site.window_len_ms();
+        // A rich share also refreshes the metered totals during the day.
+        let energy_every = if metered && left >= 60.0 {
+            let energy_polls = (left / 6.0 / f64::from(p.cost(Task::Energy))).floor().min(12.0);
+            left -= energy_polls * f64::from(p.cost(Task::Energy));
+            (energy_polls >= 1.0).then(|| (window as f64 / energy_polls) as i64)
+        } else {
+            None
+        };
+        let polls = left.max(0.25);
+        let power_every = ((window as f64) / polls) as i64;
+        Self { power_every: power_every.max(5 * MINUTE), energy_every, evening_energy, backfill, inverters }
+    }
+
+    /// When `task` is next due for `site`, at or after `now_ms`.
+    fn due(&self, site: &SiteState, task: Task, now_ms: i64) -> Option<i64> {
+        let last = site.last_run.get(&task).copied();
+        // After a failure: 2, 4, 8 … minutes, at most an hour, without spending more.
+        if let Some((at, streak)) = site.failures.get(&task) {
+            let pause = ((2 * MINUTE) << (*streak).min(5)).min(HOUR);
+            let retry = at + pause;
+            if retry > now_ms {
+                return Some(retry);
+            }
+        }
+        let (day_start, next_day) = site.day_bounds(now_ms);
+        let (dawn, dusk) = site.window_on(day_start);
+        let (next_dawn, _) = site.window_on(next_day);
+        match task {
+            Task::Power => {
+                let Some(last) = last else { return Some(now_ms) };
+                let earliest = last + self.power_every * 9 / 10;
+                // The first upload after that moment, plus the cloud's processing lag.
+                let at = site.uploads.next_after(earliest - site.lag_ms) + site.lag_ms;
+                Some(in_daylight(site, at, dawn, dusk, next_dawn))
+            }
+            Task::Energy => {
+                if !(site.profile.metered || site.profile.battery) || !self.evening_energy {
+                    return None;
+                }
+                let Some(last) = last else { return Some(now_ms) };
+                // The day's final totals, once after dusk.
+                let evening = dusk + 15 * MINUTE;
+                if now_ms >= dusk && last < evening {
+                    return Some(evening.max(now_ms));
+                }
+                match self.energy_every {
+                    Some(every) => Some(in_daylight(site, last + every, dawn, dusk, next_dawn)),
+                    None => Some(if last < evening { evening } else { evening + DAY }),
+                }
+            }
+            Task::Intervals => {
+                // One read at start to learn the daylight window, then one after each dusk.
+                let Some(last) = last else { return Some(now_ms) };
+                if !self.backfill {
+                    return None;
+                }
+                let evening = dusk + 30 * MINUTE;
+                Some(if last < evening { evening } else { evening + DAY })
+            }
+            Task::Inverters => {
+                if !self.inverters {
+                    return None;
+                }
+                let evening = dusk + 45 * MINUTE;
+                match last {
+                    Some(last) if last >= evening => Some(evening + DAY),
+                    _ => Some(evening.max(now_ms.min(evening))),
+                }
+            }
+        }
+    }
+}
+
+/// `at` if it lies in daylight, else the next dawn's first moment.
+fn in_daylight(site: &SiteState, at: i64, dawn: i64, dusk: i64, next_dawn: i64) -> i64 {
+    if at < dawn {
+        dawn
+    } else if at >= dusk {
+        if at < next_dawn {
+            next_dawn
+        } else if site.is_daylight(at) {
+            at
+        } else {
+            let (start, _) = site.day_bounds(at);
+            let (d, _) = site.window_on(start);
+            if at < d { d } else { site.window_on(start + DAY).0 }
+        }
+    } else {
+        at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2026-11-02T00:00:00Z, a Monday.
+    const T0: i64 = 1_793_577_600_000;
+
+    fn micro_site() -> SiteProfile {
+        SiteProfile { system_id: 1, timezone: Some("UTC".into()), metered: false, battery: false, cellular: false }
+    }
+
+    fn budget(now: i64, left: u32) -> Budget {
+        Budget { month_left: left, next_free_ms: now, month_end_ms: T0 + 29 * DAY }
+    }
+
+    #[test]
+    fn cadence_is_learned_from_skipped_uploads() {
+        let mut u = Uploads::new(false);
+        for at in [0, 1800, 4500, 5400, 8100] {
+            u.observe(at + 1_000_000);
+        }
+        assert_eq!(u.cadence_secs(), 900);
+        assert_eq!(u.next_after((1_008_100 + 10) * 1000), (1_008_100 + 900) * 1000);
+        let cellular = Uploads::new(true);
+        assert_eq!(cellular.cadence_secs(), 6 * 3600);
+    }
+
+    #[test]
+    fn daylight_window_is_learned_in_local_time() {
+        let tz: Tz = "Australia/Sydney".parse().unwrap();
+        let mut d = Daylight::default();
+        // 2026-11-02 local, AEDT (UTC+11): a 5-minute interval ending 05:35 and one ending 19:10.
+        d.observe(tz, T0 / 1000 - 19_800 + 300, 10); // 2026-11-01T18:35Z
+        d.observe(tz, T0 / 1000 + 29_400, 10); // 2026-11-02T08:10Z
+        d.observe(tz, T0 / 1000 + 36_000, 0); // 19:00Z = 06:00 next day, no production: ignored
+        let (a, b) = d.window();
+        assert_eq!(a, 5 * 3600 + 30 * 60 - 1 - 20 * 60, "the first producing interval began 05:30, less the margin");
+        assert_eq!(b, 19 * 3600 + 10 * 60 - 1 + 20 * 60, "the last ended 19:10, plus the margin");
+    }
+
+    #[test]
+    fn nothing_is_planned_at_night_but_the_evening_reads() {
+        let mut s = Scheduler::new(vec![micro_site()]);
+        let now = T0 + 22 * HOUR; // 22:00 UTC, outside 06:00–20:00
+        let b = budget(now, 900);
+        // First call: learn (intervals) and power at once.
+        let first = s.next(now, &b).unwrap();
+        assert_eq!(first.at_ms, now);
+        for task in [Task::Power, Task::Intervals] {
+            s.record(1, task, now, &Outcome { ok: true, last_report_at: Some(now / 1000 - 100), ..Outcome::default() });
+        }
+        // Until dawn only the evening reads run, each once.
+        let mut t = now + MINUTE;
+        loop {
+            let next = s.next(t, &b).unwrap();
+            if next.task == Task::Power {
+                assert!(next.at_ms >= T0 + DAY + 6 * HOUR, "the next power poll waits for dawn: {next:?}");
+                break;
+            }
+            assert!(next.at_ms < T0 + DAY + 6 * HOUR, "{next:?}");
+            assert_ne!(next.task, Task::Intervals, "the back-fill already ran tonight");
+            t = next.at_ms;
+            s.record(1, next.task, t, &Outcome { ok: true, ..Outcome::default() });
+        }
+    }
+
+    #[test]
+    fn power_polls_wait_for_the_next_upload() {
+        let mut s = Scheduler::new(vec![micro_site()]);
+        let noon = T0 + 12 * HOUR;
+        let b = budget(noon, 100_000); // plenty: every upload
+        let upload = noon / 1000 - 120; // uploaded two minutes ago
+        for task in Task::ALL {
+            s.record(1, task, noon, &Outcome { ok: true, last_report_at: Some(upload - 900), ..Outcome::default() });
+        }
+        s.record(1, Task::Power, noon, &Outcome { ok: true, last_report_at: Some(upload), ..Outcome::default() });
+        let d = s.next(noon + 1000, &b).unwrap();
+        assert_eq!(d.task, Task::Power);
+        let lag = s.sites[&1].lag_ms;
+        assert!(lag < UPLOAD_LAG, "two polls that found new data shortened the lag: {lag}");
+        assert_eq!(d.at_ms, (upload + 900) * 1000 + lag, "just after the next upload");
+    }
+
+    #[test]
+    fn the_month_budget_is_never_planned_past() {
+        let s = Scheduler::new(vec![micro_site()]);
+        let now = T0;
+        // 29 days left: the reserve is 29 token refreshes and 10 button presses.
+        assert!(s.next(now, &budget(now, 39)).is_none());
+        assert!(s.next(now, &budget(now, 40)).is_some());
+    }
+
+    #[test]
+    fn decisions_wait_for_the_minute_window() {
+        let s = Scheduler::new(vec![micro_site()]);
+        let now = T0 + 12 * HOUR;
+        let b = Budget { month_left: 900, next_free_ms: now + 30_000, month_end_ms: T0 + 29 * DAY };
+        assert_eq!(s.next(now, &b).unwrap().at_ms, now + 30_000);
+    }
+
+    #[test]
+    fn failures_pause_with_growing_waits() {
+        let mut s = Scheduler::new(vec![micro_site()]);
+        let noon = T0 + 12 * HOUR;
+        let b = budget(noon, 100_000);
+        for task in Task::ALL {
+            s.record(1, task, noon, &Outcome { ok: true, last_report_at: Some(noon / 1000), ..Outcome::default() });
+        }
+        s.record(1, Task::Power, noon, &Outcome::default());
+        let first = s.next(noon, &b).unwrap();
+        s.record(1, Task::Power, first.at_ms, &Outcome::default());
+        let second = s.next(first.at_ms, &b).unwrap();
+        assert!(second.at_ms - first.at_ms > first.at_ms - noon, "{noon} {first:?} {second:?}");
+    }
+}
