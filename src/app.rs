@@ -46,8 +46,13 @@ pub struct AuthNeeded(pub String);
 
 /// Sets up logging to stderr; `RUST_LOG` (or `ENPHASE_MQTT_LOG`) picks the level, `info` by default.
 pub fn init_logging() {
-    let filter =
+    let mut filter =
         std::env::var("ENPHASE_MQTT_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".into());
+    // The embedded broker of `demo` logs every connection (and an error on each clean disconnect):
+    // silent unless asked for by name.
+    if !filter.contains("rumqttd") {
+        filter.push_str(",rumqttd=off");
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -85,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             auth(cmd, &config, clock::system()).await
         }
         Command::Simulate(args) => simulate(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
     }
 }
 
@@ -307,7 +313,28 @@ async fn login(config: &Config, client: &EnlightenClient, listen: SocketAddr, ti
 
 /// `run`: the poller, the bridge and the MQTT connection, until SIGTERM or Ctrl-C.
 async fn run_bridge(config: Config, clock: SharedClock) -> anyhow::Result<()> {
-    let running = start(&config, clock).await?;
+    // The status page binds first, so that a taken port fails at once and the page can lead the
+    // homeowner through the first consent before the bridge can start.
+    let page = config.http.listen.map(|addr| crate::web::WebListener::bind(addr).context("http.listen")).transpose()?;
+    let running = match (start(&config, clock.clone()).await, &page) {
+        (Ok(running), _) => running,
+        (Err(err), Some(page))
+            if exit_code(&err) == EXIT_AUTH && config.enphase.auth.flow == AuthFlow::AuthorizationCode =>
+        {
+            tracing::warn!(reason = %format!("{err:#}"), "the bridge cannot start yet");
+            if !crate::web::serve_until_authorized(page, &config, clock.clone()).await? {
+                return Ok(());
+            }
+            start(&config, clock.clone()).await?
+        }
+        (Err(err), _) => return Err(err),
+    };
+    if let Some(page) = page {
+        tracing::info!(url = %page.url(), "status page");
+        let web = crate::web::Web::new(&config, running.api.clone(), Some(running.board.clone()), clock);
+        let shutdown = running.shutdown.clone();
+        running.spawn(async move { crate::web::serve(&page, web, shutdown).await });
+    }
     tracing::info!(broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port), "enphase-mqtt running");
     wait_for_signal().await;
     tracing::info!("stopping");

@@ -1,6 +1,6 @@
-//! The command line: `run`, `check-config`, `auth …`, `simulate`.
+//! The command line: `run`, `check-config`, `auth …`, `simulate`, `demo`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +30,9 @@ pub enum Command {
     Auth(AuthCommand),
     /// Serve a simulated Enlighten cloud (OAuth and API v4) for offline testing.
     Simulate(SimulateArgs),
+    /// Try it without an Enphase account: a simulated Enlighten cloud, an MQTT broker and the bridge
+    /// in one process, printing every MQTT message.
+    Demo(DemoArgs),
 }
 
 /// `auth` subcommands.
@@ -81,4 +84,25 @@ pub struct SimulateArgs {
     /// Seed of the simulated fleet.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+/// `demo` options.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// MQTT port of the embedded broker; when it is taken, a free port is used instead (and said so).
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    /// Address the broker listens on: 0.0.0.0 lets Home Assistant on another machine connect,
+    /// 127.0.0.1 keeps it on this one.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Simulated seconds per real second: 60 passes a simulated day in 24 minutes.
+    #[arg(long, default_value_t = 60.0)]
+    pub speed: f64,
+    /// How many systems the simulated account has (1 to 50).
+    #[arg(long, default_value_t = 3)]
+    pub systems: usize,
+    /// Address of the status page; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen_http: SocketAddr,
 }
