@@ -405,6 +405,8 @@ pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Runnin
         min_interval: Duration::from_secs(config.enphase.min_poll_interval_secs),
         stale_after: Duration::from_secs(config.enphase.stale_after_secs),
         refresh_response_topic: topics.refresh_response(),
+        intervals_topic: format!("{}/{{id}}/intervals", topics.base()),
+        state_dir: config.state_dir.clone(),
     };
     let bridge = Bridge::new(client, bridge_opts, Some(refresh_tx));
     let board = bridge.board();

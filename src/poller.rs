@@ -1,32 +1,40 @@
-//! The poller: finds the systems, reads them within the hit budget, keeps the newest answer of each
-//! endpoint per system (so a cycle that reads only some endpoints still yields a whole snapshot),
-//! and hands `SiteSnapshot`s and the bridge status to the bridge.
+//! The poller: finds the systems, asks the scheduler what to read next, reads it, keeps the newest
+//! answer of each endpoint per system (so a call that reads one endpoint still yields a whole
+//! snapshot), and hands snapshots, new intervals and the bridge status to the bridge.
 //!
-//! Pacing here is simple and safe: every call goes through the hit ledger, and the time between
-//! cycles spreads the month's remaining budget evenly over the month's remaining time.
+//! Energy totals never go backwards: the last published totals of every system are kept in
+//! `state_dir/totals.json`, and a lower reading (a glitch, a restart) is held back; the daily
+//! counter may only drop when the system's local day changes.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{BridgeInput, RefreshRequest};
 use crate::clock::SharedClock;
+use crate::enlighten::api::{Granularity, TelemetryQuery};
 use crate::enlighten::ledger::next_month_start_ms;
 use crate::enlighten::responses::{
-    BatteryTelemetry, Devices, ExportLifetime, ImportLifetime, InvertersSummary, LatestTelemetry, MeterReadings,
-    Summary, System,
+    BatteryTelemetry, ConsumptionMeter, Devices, ExportLifetime, ImportLifetime, InvertersSummary, LatestTelemetry,
+    MeterReadings, ProductionMicro, Summary, System,
 };
 use crate::enlighten::{ApiError, EnlightenClient, Plan};
+use crate::fsutil;
 use crate::home_assistant::Message;
 use crate::model::{ApiParts, BridgeStatus, SiteSnapshot};
+use crate::scheduler::{Budget, Decision, Outcome, Scheduler, SiteProfile, Task};
 
-/// Every how many fast cycles the slow endpoints (meter registers, lifetimes, inverters) are read.
-const SLOW_EVERY: u32 = 6;
-/// Hits kept back each remaining day for token refreshes and the Refresh button.
-const DAILY_RESERVE: u32 = 3;
+/// Intervals are re-read from this long before the last one seen (Enphase's data can lag).
+const INTERVAL_OVERLAP_SECS: i64 = 1800;
+/// How often to look for new tokens while authorization is missing.
+const TOKEN_WATCH: Duration = Duration::from_secs(5);
+/// A cellular gateway uploads about every 6 hours: it is stale only after this long.
+const CELLULAR_STALE_SECS: u64 = 13 * 3600;
 
 /// How the poller runs.
 #[derive(Debug, Clone)]
@@ -35,12 +43,63 @@ pub struct PollerOptions {
     pub plan: Plan,
     /// Systems to bridge; empty means all.
     pub systems: Vec<u64>,
-    /// The shortest time between two cycles of one system.
+    /// The shortest time between two power polls of one system.
     pub min_interval: Duration,
-    /// A system whose gateway has not uploaded for this long is shown unavailable.
+    /// A system whose gateway has not uploaded for this long is shown unavailable (cellular
+    /// gateways get at least 13 hours).
     pub stale_after: Duration,
     /// Where answers to refresh requests go.
     pub refresh_response_topic: String,
+    /// Where each system's new intervals go: `{id}` is replaced by the system id.
+    pub intervals_topic: String,
+    /// Where the totals are kept across restarts.
+    pub state_dir: PathBuf,
+}
+
+/// What is kept of a system across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Kept {
+    /// Lifetime counters as last published.
+    production_lifetime_wh: Option<i64>,
+    production_meter_wh: Option<i64>,
+    consumption_lifetime_wh: Option<i64>,
+    grid_import_wh: Option<i64>,
+    grid_export_wh: Option<i64>,
+    battery_charged_wh: Option<i64>,
+    battery_discharged_wh: Option<i64>,
+    /// Today's production and the local date it belongs to.
+    today: Option<(String, i64)>,
+    /// The newest interval published, per kind (epoch seconds of its end).
+    last_interval: BTreeMap<String, i64>,
+}
+
+impl Kept {
+    fn from_snapshot(s: &SiteSnapshot, date: Option<String>, last_interval: BTreeMap<String, i64>) -> Self {
+        Self {
+            production_lifetime_wh: s.production.energy_lifetime_wh,
+            production_meter_wh: s.production.meter_energy_wh,
+            consumption_lifetime_wh: s.consumption.energy_lifetime_wh,
+            grid_import_wh: s.grid.import_energy_wh,
+            grid_export_wh: s.grid.export_energy_wh,
+            battery_charged_wh: s.battery.charged_energy_wh,
+            battery_discharged_wh: s.battery.discharged_energy_wh,
+            today: date.zip(s.production.energy_today_wh),
+            last_interval,
+        }
+    }
+
+    /// A stand-in previous snapshot carrying the kept counters.
+    fn as_snapshot(&self, id: u64) -> SiteSnapshot {
+        let mut s = SiteSnapshot::new(id);
+        s.production.energy_lifetime_wh = self.production_lifetime_wh;
+        s.production.meter_energy_wh = self.production_meter_wh;
+        s.consumption.energy_lifetime_wh = self.consumption_lifetime_wh;
+        s.grid.import_energy_wh = self.grid_import_wh;
+        s.grid.export_energy_wh = self.grid_export_wh;
+        s.battery.charged_energy_wh = self.battery_charged_wh;
+        s.battery.discharged_energy_wh = self.battery_discharged_wh;
+        s
+    }
 }
 
 /// The newest answer of each endpoint for one system.
@@ -57,11 +116,9 @@ struct Site {
     import_lifetime: Option<ImportLifetime>,
     export_lifetime: Option<ExportLifetime>,
     inverters: Option<InvertersSummary>,
-    last: Option<SiteSnapshot>,
-    cycles: u32,
-    next_poll_ms: i64,
-    /// The slow reads were cut short by the budget: do them next cycle.
-    slow_pending: bool,
+    kept: Kept,
+    power_polls: u64,
+    last_power_ms: i64,
 }
 
 impl Site {
@@ -73,12 +130,22 @@ impl Site {
         self.devices.as_ref().is_some_and(|d| !d.devices.encharges.is_empty() || !d.devices.acbs.is_empty())
     }
 
-    /// Hits one fast cycle costs.
-    fn fast_cost(&self) -> u32 {
-        1 + u32::from(self.has_meters() || self.has_battery()) + u32::from(self.has_battery())
+    fn cellular(&self) -> bool {
+        self.system.connection_type.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("cellular"))
     }
 
-    fn snapshot(&mut self, now_secs: i64, stale_after: Duration) -> SiteSnapshot {
+    fn profile(&self, id: u64) -> SiteProfile {
+        SiteProfile {
+            system_id: id,
+            timezone: self.system.timezone.clone(),
+            metered: self.has_meters(),
+            battery: self.has_battery(),
+            cellular: self.cellular(),
+        }
+    }
+
+    /// The snapshot from every answer kept, with totals held from going backwards.
+    fn snapshot(&mut self, id: u64, now_secs: i64, stale_after: Duration) -> SiteSnapshot {
         let parts = ApiParts {
             summary: self.summary.as_ref(),
             devices: self.devices.as_ref(),
@@ -92,48 +159,26 @@ impl Site {
             inverters: self.inverters.as_ref(),
         };
         let mut snap = SiteSnapshot::from_api(&self.system, parts);
-        snap.available = snap.last_report_at.is_some_and(|t| now_secs - t <= stale_after.as_secs() as i64);
-        if let Some(prev) = &self.last {
-            let held = snap.keep_totals_from(prev);
-            if !held.is_empty() {
-                tracing::debug!(system_id = snap.system_id, ?held, "held back lower lifetime readings");
-            }
+        snap.system_id = id;
+        let stale =
+            if self.cellular() { stale_after.as_secs().max(CELLULAR_STALE_SECS) } else { stale_after.as_secs() };
+        snap.available = snap.last_report_at.is_some_and(|t| now_secs - t <= stale as i64);
+        let held = snap.keep_totals_from(&self.kept.as_snapshot(id));
+        if !held.is_empty() {
+            tracing::info!(system_id = id, ?held, "held back lower lifetime readings");
         }
-        self.last = Some(snap.clone());
+        // The daily counter may only drop when the local day changes.
+        let date = self.summary.as_ref().and_then(|s| s.summary_date.clone());
+        if let (Some((kept_date, kept_wh)), Some(date), Some(now_wh)) =
+            (&self.kept.today, &date, snap.production.energy_today_wh)
+            && kept_date == date
+            && now_wh < *kept_wh
+        {
+            snap.production.energy_today_wh = Some(*kept_wh);
+        }
+        self.kept = Kept::from_snapshot(&snap, date, std::mem::take(&mut self.kept.last_interval));
         snap
     }
-}
-
-/// One endpoint the poller reads.
-#[derive(Debug, Clone, Copy)]
-enum Endpoint {
-    Summary,
-    Latest,
-    Battery,
-    ProductionReadings,
-    ConsumptionReadings,
-    StorageReadings,
-    Import,
-    Export,
-    Inverters,
-}
-
-/// Reads one endpoint into the site's cache.
-async fn fetch(api: &EnlightenClient, site: &mut Site, id: i64, endpoint: Endpoint) -> Result<(), ApiError> {
-    match endpoint {
-        Endpoint::Summary => site.summary = Some(api.summary(id, None).await?),
-        Endpoint::Latest => site.latest = Some(api.latest_telemetry(id).await?),
-        Endpoint::Battery => site.battery = Some(api.battery_telemetry(id, Default::default()).await?),
-        Endpoint::ProductionReadings => site.production_readings = Some(api.production_meter_readings(id, None).await?),
-        Endpoint::ConsumptionReadings => {
-            site.consumption_readings = Some(api.consumption_meter_readings(id, None).await?)
-        }
-        Endpoint::StorageReadings => site.storage_readings = Some(api.storage_meter_readings(id, None).await?),
-        Endpoint::Import => site.import_lifetime = Some(api.import_lifetime(id, None, None).await?),
-        Endpoint::Export => site.export_lifetime = Some(api.export_lifetime(id, None, None).await?),
-        Endpoint::Inverters => site.inverters = Some(api.inverters_summary(id).await?),
-    }
-    Ok(())
 }
 
 /// Polls Enphase and feeds the bridge.
@@ -143,8 +188,11 @@ pub struct Poller {
     refresh: mpsc::Receiver<RefreshRequest>,
     clock: SharedClock,
     opts: PollerOptions,
-    sites: BTreeMap<i64, Site>,
+    sites: BTreeMap<u64, Site>,
+    scheduler: Scheduler,
     status: BridgeStatus,
+    /// `issued_at` of the tokens that last failed for authorization: only newer ones are tried.
+    failed_tokens: Option<i64>,
 }
 
 impl Poller {
@@ -157,12 +205,25 @@ impl Poller {
         opts: PollerOptions,
     ) -> Self {
         let status = BridgeStatus::new(opts.plan);
-        Self { api, out, refresh, clock, opts, sites: BTreeMap::new(), status }
+        Self {
+            api,
+            out,
+            refresh,
+            clock,
+            opts,
+            sites: BTreeMap::new(),
+            scheduler: Scheduler::new(Vec::new()),
+            status,
+            failed_tokens: None,
+        }
+    }
+
+    fn totals_path(&self) -> PathBuf {
+        self.opts.state_dir.join("totals.json")
     }
 
     /// Runs until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        // Find the systems first; retry with growing pauses on failures.
         let mut pause = Duration::from_secs(5);
         loop {
             match self.discover().await {
@@ -170,8 +231,8 @@ impl Poller {
                 Err(err) => {
                     self.note_error(&err);
                     self.send_status().await;
-                    tracing::warn!(error = %err, retry_in = ?pause, "could not list the Enphase systems");
                     let wait = self.wait_hint(&err).unwrap_or(pause);
+                    tracing::warn!(error = %err, retry_in = ?wait, "could not list the Enphase systems");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(wait) => {}
@@ -182,25 +243,54 @@ impl Poller {
         }
         loop {
             let now = self.clock.now_ms();
-            let next = self.sites.values().map(|s| s.next_poll_ms).min().unwrap_or(now + 60_000);
-            let wait = Duration::from_millis(next.saturating_sub(now).max(0) as u64);
-            let only = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => None,
-                req = self.refresh.recv() => req,
+            let decision = self.scheduler.next(now, &self.budget(now));
+            let mut wait = match decision {
+                Some(d) => Duration::from_millis(d.at_ms.saturating_sub(now).max(0) as u64),
+                // Nothing fits the month's budget: look again in an hour (the month may turn).
+                None => Duration::from_secs(3600),
             };
-            match only {
-                Some(req) => self.on_refresh(req).await,
-                None => {
-                    let now = self.clock.now_ms();
-                    let due: Vec<i64> =
-                        self.sites.iter().filter(|(_, s)| s.next_poll_ms <= now).map(|(id, _)| *id).collect();
-                    for id in due {
-                        self.poll_site(id).await;
+            if !self.status.authorization_ok {
+                // Watch for new tokens (`auth login`, the web page): checking costs no hits.
+                wait = wait.min(TOKEN_WATCH);
+                if self.tokens_usable().await {
+                    tracing::info!("new Enphase tokens found: polling again");
+                    let ids: Vec<u64> = self.sites.keys().copied().collect();
+                    for id in ids {
+                        let now = self.clock.now_ms();
+                        self.execute(Decision { at_ms: now, system_id: id, task: Task::Power }).await;
                     }
+                    self.send_status().await;
+                    continue;
                 }
             }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                req = self.refresh.recv() => if let Some(req) = req { self.on_refresh(req).await },
+                _ = tokio::time::sleep(wait) => if let Some(d) = decision
+                    && let Some(retry) = self.execute(d).await
+                {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(retry) => {}
+                    }
+                },
+            }
             self.send_status().await;
+        }
+    }
+
+    /// Whether the token file holds new tokens that may work (checked without calling Enphase).
+    async fn tokens_usable(&self) -> bool {
+        matches!(self.api.tokens().current().await, Ok(Some(t))
+            if t.reauth_reason(self.clock.now_secs()).is_none() && Some(t.issued_at) != self.failed_tokens)
+    }
+
+    fn budget(&self, now: i64) -> Budget {
+        let ledger = self.api.ledger().snapshot();
+        Budget {
+            month_left: ledger.month_left(),
+            next_free_ms: ledger.next_free_ms,
+            month_end_ms: next_month_start_ms(now),
         }
     }
 
@@ -214,103 +304,121 @@ impl Poller {
             }
             list
         };
-        let now = self.clock.now_ms();
+        let kept: BTreeMap<u64, Kept> =
+            std::fs::read(self.totals_path()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         for system in systems {
-            let Some(id) = system.system_id else { continue };
-            let devices = match self.api.devices(id).await {
+            let Some(id) = system.system_id.and_then(|i| u64::try_from(i).ok()) else { continue };
+            let devices = match self.api.devices(id as i64).await {
                 Ok(d) => Some(d),
                 Err(err) => {
                     tracing::warn!(system_id = id, error = %err, "could not read the device list");
+                    self.note_error(&err);
                     None
                 }
             };
-            self.sites.insert(id, Site { system, devices, next_poll_ms: now, ..Site::default() });
+            let kept = kept.get(&id).cloned().unwrap_or_default();
+            self.sites.insert(id, Site { system, devices, kept, ..Site::default() });
         }
         tracing::info!(systems = self.sites.len(), "Enphase systems found");
-        // The first cycle of every system, then the full list so the bridge can drop vanished ones.
-        let ids: Vec<i64> = self.sites.keys().copied().collect();
-        for id in &ids {
-            self.poll_site(*id).await;
+        self.scheduler = Scheduler::new(self.sites.iter().map(|(id, s)| s.profile(*id)).collect());
+        // A first power reading of every system, then the full list so the bridge can drop
+        // systems no longer visible.
+        let ids: Vec<u64> = self.sites.keys().copied().collect();
+        for id in ids {
+            let now = self.clock.now_ms();
+            self.execute(Decision { at_ms: now, system_id: id, task: Task::Power }).await;
         }
-        let list: Vec<SiteSnapshot> = self.sites.values().filter_map(|s| s.last.clone()).collect();
+        let now = self.clock.now_secs();
+        let stale = self.opts.stale_after;
+        let list: Vec<SiteSnapshot> = self.sites.iter_mut().map(|(id, s)| s.snapshot(*id, now, stale)).collect();
         let _ = self.out.send(BridgeInput::Sites(list)).await;
         self.send_status().await;
         Ok(())
     }
 
-    /// One cycle of one system: the fast endpoints, and every few cycles the slow ones. A cycle the
-    /// budget cuts short stops at once and leaves the rest (slow reads included) for the next one.
-    async fn poll_site(&mut self, id: i64) {
+    /// Runs one decision; returns how long to pause first when authorization is missing (no
+    /// hits are spent while waiting for new tokens).
+    async fn execute(&mut self, d: Decision) -> Option<Duration> {
+        let id = d.system_id;
         let api = self.api.clone();
-        let Some(site) = self.sites.get_mut(&id) else { return };
-        let slow = site.slow_pending || site.cycles.is_multiple_of(SLOW_EVERY);
-        site.cycles = site.cycles.wrapping_add(1);
-        let mut jobs = vec![Endpoint::Summary];
-        if site.has_meters() || site.has_battery() {
-            jobs.push(Endpoint::Latest);
-        }
-        if site.has_battery() {
-            jobs.push(Endpoint::Battery);
-        }
-        if slow {
-            if site.has_meters() {
-                jobs.extend([
-                    Endpoint::ProductionReadings,
-                    Endpoint::ConsumptionReadings,
-                    Endpoint::Import,
-                    Endpoint::Export,
-                ]);
+        let now = self.clock.now_ms();
+        let site = self.sites.get_mut(&id)?;
+        // The floor between power polls, whatever the budget allows.
+        if d.task == Task::Power && site.last_power_ms > 0 {
+            let floor = site.last_power_ms + self.opts.min_interval.as_millis() as i64;
+            if now < floor {
+                return Some(Duration::from_millis((floor - now) as u64));
             }
-            if site.has_battery() {
-                jobs.push(Endpoint::StorageReadings);
-            }
-            jobs.push(Endpoint::Inverters);
         }
-        site.slow_pending = false;
+        let before = last_report(site);
         let mut errors: Vec<ApiError> = Vec::new();
-        for job in jobs {
-            match fetch(&api, site, id, job).await {
+        let mut new_intervals: Vec<serde_json::Value> = Vec::new();
+        for endpoint in endpoints(site, d.task) {
+            match fetch(&api, site, id as i64, endpoint, &mut new_intervals).await {
                 Ok(()) => {}
                 Err(err @ (ApiError::BudgetExhausted { .. } | ApiError::RateLimited { .. })) => {
-                    site.slow_pending = slow;
+                    errors.push(err);
+                    break;
+                }
+                Err(err @ ApiError::AuthorizationNeeded { .. }) => {
                     errors.push(err);
                     break;
                 }
                 Err(err) => errors.push(err),
             }
         }
-        let now = self.clock.now_ms();
-        let snap = site.snapshot(now / 1000, self.opts.stale_after);
-        if self.out.send(BridgeInput::Site(Box::new(snap))).await.is_err() {
-            return;
+        if d.task == Task::Power {
+            site.power_polls += 1;
+            site.last_power_ms = now;
         }
+        let after = last_report(site);
+        let outcome = Outcome {
+            ok: errors.iter().all(|e| matches!(e, ApiError::NotPermitted { .. })),
+            last_report_at: after,
+            production_w: site.summary.as_ref().and_then(|s| s.current_power),
+            intervals: new_intervals
+                .iter()
+                .filter(|i| i["kind"] == "production")
+                .filter_map(|i| Some((i["end_at_epoch"].as_i64()?, i["energy_wh"].as_i64()?)))
+                .collect(),
+        };
+        let auth_missing = errors.iter().any(|e| matches!(e, ApiError::AuthorizationNeeded { .. }));
+        let wait = errors.iter().filter_map(|e| self.wait_hint(e)).max();
+        if auth_missing {
+            self.failed_tokens = self.api.tokens().current().await.ok().flatten().map(|t| t.issued_at);
+        } else {
+            self.scheduler.record(id, d.task, now, &outcome);
+        }
+        let site = self.sites.get_mut(&id).expect("site present");
+        let snap = site.snapshot(id, now / 1000, self.opts.stale_after);
         self.status.polls += 1;
         for err in &errors {
             self.note_error(err);
         }
-        if errors.is_empty() {
-            self.status.last_success.insert(id as u64, now / 1000);
-        }
-        if errors.iter().all(|e| !matches!(e, ApiError::AuthorizationNeeded { .. })) {
+        if !auth_missing {
             self.status.authorization_ok = true;
             self.status.authorization_error = None;
         }
-        let wait = errors.iter().filter_map(|e| self.wait_hint(e)).max();
-        let interval = self.interval();
-        let site = self.sites.get_mut(&id).expect("site present");
-        site.next_poll_ms = now + interval.max(wait.unwrap_or_default()).as_millis() as i64;
+        if errors.is_empty() {
+            self.status.last_success.insert(id, now / 1000);
+        }
+        tracing::debug!(system_id = id, task = ?d.task, new_upload = after > before, errors = errors.len(), "poll");
+        let _ = self.out.send(BridgeInput::Site(Box::new(snap))).await;
+        let topic = self.opts.intervals_topic.replace("{id}", &id.to_string());
+        for interval in new_intervals {
+            let msg = Message { topic: topic.clone(), payload: interval.to_string(), retain: false };
+            let _ = self.out.send(BridgeInput::Publish(msg)).await;
+        }
+        self.save_totals();
+        if auth_missing { Some(Duration::from_secs(15)) } else { wait }
     }
 
-    /// The time between cycles that spends the month's remaining hits evenly until the month ends.
-    fn interval(&self) -> Duration {
-        let now = self.clock.now_ms();
-        let ledger = self.api.ledger().snapshot();
-        let ms_left = (next_month_start_ms(now) - now).max(60_000);
-        let days_left = (ms_left / 86_400_000 + 1) as u32;
-        let spendable = ledger.month_left().saturating_sub(DAILY_RESERVE * days_left).max(1);
-        let cycle_cost: u32 = self.sites.values().map(|s| s.fast_cost() + 1).sum::<u32>().max(1);
-        let cycles = (spendable / cycle_cost).max(1);
-        Duration::from_millis((ms_left / i64::from(cycles)) as u64).max(self.opts.min_interval)
+    fn save_totals(&self) {
+        let kept: BTreeMap<u64, &Kept> = self.sites.iter().map(|(id, s)| (*id, &s.kept)).collect();
+        let bytes = serde_json::to_vec(&kept).expect("totals serialize");
+        if let Err(err) = fsutil::write_atomic(&self.totals_path(), &bytes) {
+            tracing::warn!(error = %err, "could not save the totals");
+        }
     }
 
     /// How long an error says to wait before trying again, if it says.
@@ -321,7 +429,7 @@ impl Poller {
             ApiError::RateLimited { period_end: Some(end), .. } => {
                 Some(Duration::from_millis((end * 1000 - now).max(0) as u64))
             }
-            ApiError::AuthorizationNeeded { .. } => Some(Duration::from_secs(10)),
+            ApiError::AuthorizationNeeded { .. } => Some(Duration::from_secs(15)),
             _ => None,
         }
     }
@@ -332,44 +440,50 @@ impl Poller {
             self.status.authorization_ok = false;
             self.status.authorization_error = Some(reason.clone());
         }
+        if let ApiError::NotPermitted { endpoint } = err {
+            tracing::debug!(endpoint, "skipped: outside the plan");
+            return;
+        }
         self.status.last_error = Some(err.to_string());
     }
 
     async fn on_refresh(&mut self, req: RefreshRequest) {
-        let ids: Vec<i64> = match req.system_id {
-            Some(id) if self.sites.contains_key(&(id as i64)) => vec![id as i64],
+        let ids: Vec<u64> = match req.system_id {
+            Some(id) if self.sites.contains_key(&id) => vec![id],
             Some(id) => {
                 self.answer_refresh(false, format!("system {id} is not bridged")).await;
                 return;
             }
             None => self.sites.keys().copied().collect(),
         };
-        let needed: u32 = ids.iter().filter_map(|id| self.sites.get(id)).map(|s| s.fast_cost()).sum();
+        let needed: u32 = ids.iter().filter_map(|id| self.sites.get(id)).map(|s| s.profile(0).cost(Task::Power)).sum();
         let ledger = self.api.ledger().snapshot();
-        if ledger.month_left() < needed || ledger.minute_limit - ledger.minute_used < needed {
+        let minute_left = ledger.minute_limit.saturating_sub(ledger.minute_used);
+        if ledger.month_left() < needed || minute_left < needed {
             let reason = format!(
-                "not enough API budget now ({} hits needed; {} left this month, {} this minute)",
-                needed,
-                ledger.month_left(),
-                ledger.minute_limit.saturating_sub(ledger.minute_used)
+                "not enough API budget now ({needed} hits needed; {} left this month, {minute_left} this minute)",
+                ledger.month_left()
             );
             self.answer_refresh(false, reason).await;
             return;
         }
         for id in &ids {
-            self.poll_site(*id).await;
+            let now = self.clock.now_ms();
+            if let Some(site) = self.sites.get_mut(id) {
+                site.last_power_ms = 0; // a press overrides the floor between polls
+            }
+            self.execute(Decision { at_ms: now, system_id: *id, task: Task::Power }).await;
         }
         self.answer_refresh(true, format!("polled {} system(s)", ids.len())).await;
     }
 
     async fn answer_refresh(&self, ok: bool, text: String) {
-        let topic = self.opts.refresh_response_topic.clone();
         let body = if ok {
             serde_json::json!({ "ok": true, "done": text })
         } else {
             serde_json::json!({ "ok": false, "reason": text })
         };
-        let msg = Message { topic, payload: body.to_string(), retain: false };
+        let msg = Message { topic: self.opts.refresh_response_topic.clone(), payload: body.to_string(), retain: false };
         let _ = self.out.send(BridgeInput::Publish(msg)).await;
     }
 
@@ -379,11 +493,174 @@ impl Poller {
         self.status.hits_month_limit = ledger.month_limit;
         self.status.hits_minute_used = ledger.minute_used;
         self.status.hits_minute_limit = ledger.minute_limit;
-        self.status.next_poll = self.sites.iter().map(|(id, s)| (*id as u64, s.next_poll_ms / 1000)).collect();
+        let now = self.clock.now_ms();
+        let budget = self.budget(now);
+        // The next power poll of each system, as the scheduler plans it now.
+        let mut next = BTreeMap::new();
+        for id in self.sites.keys() {
+            let mut probe = self.scheduler.clone();
+            for other in self.sites.keys().filter(|o| *o != id) {
+                probe.deny(*other, Task::Power);
+            }
+            for task in [Task::Energy, Task::Intervals, Task::Inverters] {
+                probe.deny(*id, task);
+            }
+            if let Some(d) = probe.next(now, &budget) {
+                next.insert(*id, d.at_ms / 1000);
+            }
+        }
+        self.status.next_poll = next;
         self.status.denied_endpoints = self.api.denied_endpoints().iter().map(|s| s.to_string()).collect();
         if let Ok(Some(tokens)) = self.api.tokens().current().await {
             self.status.token_expires_at = Some(tokens.expires_at);
         }
         let _ = self.out.send(BridgeInput::Status(self.status.clone())).await;
     }
+}
+
+/// One endpoint the poller reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Summary,
+    Latest,
+    Battery,
+    ProductionMicro,
+    ConsumptionMeter,
+    ConsumptionReadings,
+    StorageReadings,
+    Import,
+    Export,
+    Inverters,
+}
+
+/// The endpoints a task reads on a site; their count is the task's cost in `SiteProfile::cost`.
+fn endpoints(site: &Site, task: Task) -> Vec<Endpoint> {
+    let metered = site.has_meters();
+    let battery = site.has_battery();
+    let mut list = Vec::new();
+    match task {
+        Task::Power => {
+            // Micro-only: the summary carries power and energy. Metered: the meters' power, and
+            // every third time the summary for the energy totals.
+            if (metered || battery) && !site.power_polls.is_multiple_of(3) {
+                list.push(Endpoint::Latest);
+            } else {
+                list.push(Endpoint::Summary);
+            }
+            if battery {
+                list.push(Endpoint::Battery);
+            }
+        }
+        Task::Energy => {
+            list.push(Endpoint::Summary);
+            if metered {
+                list.extend([Endpoint::ConsumptionReadings, Endpoint::Import, Endpoint::Export]);
+            }
+            if battery {
+                list.push(Endpoint::StorageReadings);
+            }
+        }
+        Task::Intervals => {
+            list.push(Endpoint::ProductionMicro);
+            if metered {
+                list.push(Endpoint::ConsumptionMeter);
+            }
+            if battery {
+                list.push(Endpoint::Battery);
+            }
+        }
+        Task::Inverters => list.push(Endpoint::Inverters),
+    }
+    list
+}
+
+/// The gateway's last upload as the newest answers say.
+fn last_report(site: &Site) -> Option<i64> {
+    let from_summary = site.summary.as_ref().and_then(|s| s.last_report_at);
+    let from_latest = site
+        .latest
+        .as_ref()
+        .and_then(|l| l.devices.meters.iter().chain(&l.devices.encharges).filter_map(|m| m.last_report_at).max());
+    from_summary.max(from_latest)
+}
+
+/// Reads one endpoint into the site's cache; new intervals are appended to `intervals`.
+async fn fetch(
+    api: &EnlightenClient,
+    site: &mut Site,
+    id: i64,
+    endpoint: Endpoint,
+    intervals: &mut Vec<serde_json::Value>,
+) -> Result<(), ApiError> {
+    let since =
+        |kind: &str| site.kept.last_interval.get(kind).map(|end| TelemetryQuery::since(end - INTERVAL_OVERLAP_SECS));
+    match endpoint {
+        Endpoint::Summary => site.summary = Some(api.summary(id, None).await?),
+        Endpoint::Latest => site.latest = Some(api.latest_telemetry(id).await?),
+        Endpoint::Battery => {
+            let q = since("battery_charge").unwrap_or_default().with_granularity(Granularity::Day);
+            let answer = api.battery_telemetry(id, q).await?;
+            for i in &answer.intervals {
+                let Some(end) = i.end_at else { continue };
+                let charge = i.charge.as_ref().and_then(|c| c.enwh);
+                let discharge = i.discharge.as_ref().and_then(|c| c.enwh);
+                push_interval(site, id, "battery_charge", end, 900, charge, intervals);
+                push_interval(site, id, "battery_discharge", end, 900, discharge, intervals);
+            }
+            site.battery = Some(answer);
+        }
+        Endpoint::ProductionMicro => {
+            let q = since("production").unwrap_or_default().with_granularity(Granularity::Day);
+            let answer: ProductionMicro = api.production_micro(id, q).await?;
+            for i in &answer.intervals {
+                if let Some(end) = i.end_at {
+                    push_interval(site, id, "production", end, 300, i.enwh, intervals);
+                }
+            }
+        }
+        Endpoint::ConsumptionMeter => {
+            let q = since("consumption").unwrap_or_default().with_granularity(Granularity::Day);
+            let answer: ConsumptionMeter = api.consumption_meter(id, q).await?;
+            for i in &answer.intervals {
+                if let Some(end) = i.end_at {
+                    push_interval(site, id, "consumption", end, 900, i.enwh, intervals);
+                }
+            }
+        }
+        Endpoint::ConsumptionReadings => {
+            site.consumption_readings = Some(api.consumption_meter_readings(id, None).await?)
+        }
+        Endpoint::StorageReadings => site.storage_readings = Some(api.storage_meter_readings(id, None).await?),
+        Endpoint::Import => site.import_lifetime = Some(api.import_lifetime(id, None, None).await?),
+        Endpoint::Export => site.export_lifetime = Some(api.export_lifetime(id, None, None).await?),
+        Endpoint::Inverters => site.inverters = Some(api.inverters_summary(id).await?),
+    }
+    Ok(())
+}
+
+/// Adds an interval to publish if it is newer than the last one of its kind (de-duplicated by
+/// `end_at`, since reads overlap).
+fn push_interval(
+    site: &mut Site,
+    id: i64,
+    kind: &str,
+    end_at: i64,
+    duration_s: i64,
+    energy_wh: Option<i64>,
+    out: &mut Vec<serde_json::Value>,
+) {
+    let Some(wh) = energy_wh else { return };
+    if site.kept.last_interval.get(kind).is_some_and(|last| end_at <= *last) {
+        return;
+    }
+    site.kept.last_interval.insert(kind.to_string(), end_at);
+    out.push(serde_json::json!({
+        "system_id": id,
+        "kind": kind,
+        "end_at": crate::home_assistant::state::iso8601(end_at),
+        "end_at_epoch": end_at,
+        "duration_s": duration_s,
+        "energy_wh": wh,
+        "power_w": wh * 3600 / duration_s,
+    }));
 }

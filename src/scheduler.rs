@@ -78,7 +78,7 @@ impl SiteProfile {
     /// Hits one call for `task` costs on this site.
     pub fn cost(&self, task: Task) -> u32 {
         match task {
-            Task::Power => 1,
+            Task::Power => 1 + u32::from(self.battery),
             Task::Energy => 1 + 3 * u32::from(self.metered) + u32::from(self.battery),
             Task::Intervals => 1 + u32::from(self.metered) + u32::from(self.battery),
             Task::Inverters => 1,
@@ -445,7 +445,7 @@ impl DayPlan {
         } else {
             None
         };
-        let polls = left.max(0.25);
+        let polls = (left / f64::from(p.cost(Task::Power))).max(0.25);
         let power_every = ((window as f64) / polls) as i64;
         Self { power_every: power_every.max(5 * MINUTE), energy_every, evening_energy, backfill, inverters }
     }
@@ -502,6 +502,8 @@ impl DayPlan {
                 }
                 let evening = dusk + 45 * MINUTE;
                 match last {
+                    // Once at start, so the inverters are known from the first day.
+                    None => Some(now_ms),
                     Some(last) if last >= evening => Some(evening + DAY),
                     _ => Some(evening.max(now_ms.min(evening))),
                 }

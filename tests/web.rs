@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::broker::{Broker, free_port, retained};
+use common::broker::{Broker, Probe, free_port, retained};
 use common::*;
 use enphase_mqtt::simulator::{SimHandle, SimOptions, SimPlan};
 use serde_json::{Value, json};
@@ -315,6 +315,9 @@ async fn healthz_and_metrics_follow_a_revocation_and_the_consent_button_repairs_
     // The homeowner revokes the app: the next poll fails for authorization.
     let before = rig.setup.tokens();
     admin_post(&rig.sim, "/admin/revoke", json!({})).await;
+    // The scheduler's next poll may be a whole upload away: the Refresh button polls now.
+    let probe = Probe::connect(rig.broker.port, &[]).await;
+    probe.publish("enphase/bridge/request/refresh", "", false).await;
     let reason = wait_page(&rig.page("/healthz"), "503 after the revocation", |s, _| s == 503).await;
     assert!(reason.starts_with("unhealthy: Enphase authorization needed"), "{reason}");
     assert_eq!(reason.lines().count(), 1, "one line: {reason}");
