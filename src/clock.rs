@@ -17,6 +17,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_secs(&self) -> i64 {
         self.now_ms().div_euclid(1000)
     }
+
+    /// How long to really wait for `ms` of this clock's time to pass (a sped-up clock waits less).
+    fn real_wait(&self, ms: i64) -> std::time::Duration {
+        std::time::Duration::from_millis(ms.max(0) as u64)
+    }
 }
 
 /// A shared, dynamically chosen clock.

@@ -44,6 +44,15 @@ impl Clock for SimulatedClock {
     fn now_ms(&self) -> Millis {
         self.0.now_ms()
     }
+
+    fn real_wait(&self, ms: i64) -> Duration {
+        let speed = self.0.speed();
+        if speed > 0.0 {
+            Duration::from_secs_f64(ms.max(0) as f64 / 1000.0 / speed)
+        } else {
+            Duration::from_millis(ms.max(0) as u64)
+        }
+    }
 }
 
 /// Runs the demo until SIGTERM or Ctrl-C.

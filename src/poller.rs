@@ -245,7 +245,7 @@ impl Poller {
             let now = self.clock.now_ms();
             let decision = self.scheduler.next(now, &self.budget(now));
             let mut wait = match decision {
-                Some(d) => Duration::from_millis(d.at_ms.saturating_sub(now).max(0) as u64),
+                Some(d) => self.clock.real_wait(d.at_ms.saturating_sub(now)),
                 // Nothing fits the month's budget: look again in an hour (the month may turn).
                 None => Duration::from_secs(3600),
             };
@@ -347,7 +347,7 @@ impl Poller {
         if d.task == Task::Power && site.last_power_ms > 0 {
             let floor = site.last_power_ms + self.opts.min_interval.as_millis() as i64;
             if now < floor {
-                return Some(Duration::from_millis((floor - now) as u64));
+                return Some(self.clock.real_wait(floor - now));
             }
         }
         let before = last_report(site);
@@ -425,10 +425,8 @@ impl Poller {
     fn wait_hint(&self, err: &ApiError) -> Option<Duration> {
         let now = self.clock.now_ms();
         match err {
-            ApiError::BudgetExhausted { until_ms, .. } => Some(Duration::from_millis((until_ms - now).max(0) as u64)),
-            ApiError::RateLimited { period_end: Some(end), .. } => {
-                Some(Duration::from_millis((end * 1000 - now).max(0) as u64))
-            }
+            ApiError::BudgetExhausted { until_ms, .. } => Some(self.clock.real_wait(until_ms - now)),
+            ApiError::RateLimited { period_end: Some(end), .. } => Some(self.clock.real_wait(end * 1000 - now)),
             ApiError::AuthorizationNeeded { .. } => Some(Duration::from_secs(15)),
             _ => None,
         }
