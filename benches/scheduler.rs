@@ -156,8 +156,10 @@ fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
         }
         let budget = Budget {
             month_left: sc.per_month.saturating_sub(hits.sent.len() as u32),
-            next_free_ms: hits.next_free(now, sc.per_minute),
+            next_free_ms: now,
             month_end_ms,
+            minute_limit: sc.per_minute,
+            recent_ms: hits.recent.iter().copied().filter(|t| *t > now - MINUTE_MS).collect(),
         };
         let Some(d) = sched.next(now, &budget) else { break };
         let at = d.at_ms.min(next_refresh);

@@ -291,6 +291,8 @@ impl Poller {
             month_left: ledger.month_left(),
             next_free_ms: ledger.next_free_ms,
             month_end_ms: next_month_start_ms(now),
+            minute_limit: ledger.minute_limit,
+            recent_ms: ledger.recent_ms,
         }
     }
 

@@ -87,14 +87,31 @@ impl SiteProfile {
 }
 
 /// The budget as the ledger sees it now.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Budget {
     /// Hits left this month (the plan's or the configured cap, minus what was used).
     pub month_left: u32,
-    /// Earliest instant a hit may be sent (now, or later when the minute window is full).
+    /// Earliest instant a hit may be sent (now, or later, after a 429 or at the month's limit).
     pub next_free_ms: i64,
     /// When the current UTC month ends.
     pub month_end_ms: i64,
+    /// The per-minute limit in force.
+    pub minute_limit: u32,
+    /// When each hit of the last 60 seconds was sent, oldest first.
+    pub recent_ms: Vec<i64>,
+}
+
+impl Budget {
+    /// The earliest instant at or after `from` when `cost` hits fit in every 60-second window.
+    pub fn fits_at(&self, from: i64, cost: u32) -> i64 {
+        let room = self.minute_limit.saturating_sub(cost) as usize;
+        let in_window: Vec<i64> = self.recent_ms.iter().copied().filter(|t| *t > from - MINUTE).collect();
+        if in_window.len() <= room {
+            return from;
+        }
+        // Wait until all but `room` of them have left the window.
+        in_window[in_window.len() - room - 1] + MINUTE
+    }
 }
 
 /// The next call to make.
@@ -387,7 +404,7 @@ impl Scheduler {
                     continue;
                 }
                 let Some(due) = plan.due(site, task, now_ms) else { continue };
-                let at = due.max(not_before);
+                let at = budget.fits_at(due.max(not_before), site.profile.cost(task));
                 let better = match best {
                     None => true,
                     Some(b) => at < b.at_ms,
@@ -543,7 +560,13 @@ mod tests {
     }
 
     fn budget(now: i64, left: u32) -> Budget {
-        Budget { month_left: left, next_free_ms: now, month_end_ms: T0 + 29 * DAY }
+        Budget {
+            month_left: left,
+            next_free_ms: now,
+            month_end_ms: T0 + 29 * DAY,
+            minute_limit: 10,
+            recent_ms: Vec::new(),
+        }
     }
 
     #[test]
@@ -627,8 +650,14 @@ mod tests {
     fn decisions_wait_for_the_minute_window() {
         let s = Scheduler::new(vec![micro_site()]);
         let now = T0 + 12 * HOUR;
-        let b = Budget { month_left: 900, next_free_ms: now + 30_000, month_end_ms: T0 + 29 * DAY };
+        let b = Budget { next_free_ms: now + 30_000, ..budget(now, 900) };
         assert_eq!(s.next(now, &b).unwrap().at_ms, now + 30_000);
+        // Nine hits in the last minute: a one-hit call fits now, a two-hit one when the oldest leaves.
+        let recent: Vec<i64> = (0..9).map(|k| now - 50_000 + k * 1000).collect();
+        let b = Budget { recent_ms: recent, ..budget(now, 900) };
+        assert_eq!(b.fits_at(now, 1), now);
+        assert_eq!(b.fits_at(now, 2), now - 50_000 + MINUTE);
+        assert_eq!(b.fits_at(now, 10), now - 50_000 + 8_000 + MINUTE);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct LedgerSnapshot {
     pub minute_limit: u32,
     /// Earliest instant the next hit may be sent (now, or later when a limit is reached).
     pub next_free_ms: Millis,
+    /// When each hit of the last 60 seconds was sent, oldest first.
+    pub recent_ms: Vec<Millis>,
 }
 
 impl LedgerSnapshot {
@@ -142,6 +144,7 @@ impl Ledger {
             minute_used: state.recent_ms.len() as u32,
             minute_limit: self.minute_limit,
             next_free_ms: next_free(&state, now, self.minute_limit, self.month_limit).map_or(now, |(_, t)| t),
+            recent_ms: state.recent_ms.iter().copied().collect(),
         }
     }
 
