@@ -542,7 +542,10 @@ fn endpoints(site: &Site, task: Task) -> Vec<Endpoint> {
         Task::Power => {
             // Micro-only: the summary carries power and energy. Metered: the meters' power, and
             // every third time the summary for the energy totals.
-            if (metered || battery) && !site.power_polls.is_multiple_of(3) {
+            if (metered || battery) && site.power_polls == 0 {
+                // The first reading of a metered site takes both, so no entity starts unknown.
+                list.extend([Endpoint::Summary, Endpoint::Latest]);
+            } else if (metered || battery) && !site.power_polls.is_multiple_of(3) {
                 list.push(Endpoint::Latest);
             } else {
                 list.push(Endpoint::Summary);
