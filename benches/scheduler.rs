@@ -90,6 +90,8 @@ struct Result {
     empty_polls: u64,
     age_sum_secs: f64,
     age_samples: u64,
+    /// Per system: (sum of ages, samples).
+    per_system: BTreeMap<usize, (f64, u64)>,
 }
 
 impl Result {
@@ -116,6 +118,9 @@ impl Ages<'_> {
             while t < hi {
                 out.age_sum_secs += (t - shown) as f64;
                 out.age_samples += 1;
+                let e = out.per_system.entry(i).or_default();
+                e.0 += (t - shown) as f64;
+                e.1 += 1;
                 t += 60;
             }
         }
@@ -282,5 +287,19 @@ fn main() {
             ratio,
             ours.breaches
         );
+        if std::env::var_os("SCHEDULER_BENCH_DETAIL").is_some() {
+            for (i, sys) in fleet.systems().iter().enumerate() {
+                let age = |r: &Result| r.per_system.get(&i).map_or(f64::NAN, |(s, n)| s / *n as f64 / 60.0);
+                println!(
+                    "  system {} {:<20} {:?} cellular={} ours={:.1}min fixed={:.1}min",
+                    sys.system_id(),
+                    sys.timezone(),
+                    sys.kind(),
+                    sys.is_cellular(),
+                    age(&ours),
+                    age(&fixed)
+                );
+            }
+        }
     }
 }

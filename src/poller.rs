@@ -540,18 +540,24 @@ fn endpoints(site: &Site, task: Task) -> Vec<Endpoint> {
     let mut list = Vec::new();
     match task {
         Task::Power => {
-            // Micro-only: the summary carries power and energy. Metered: the meters' power, and
-            // every third time the summary for the energy totals.
-            if (metered || battery) && site.power_polls == 0 {
-                // The first reading of a metered site takes both, so no entity starts unknown.
+            // One hit. Micro-only: the summary carries power and energy. Metered: the meters'
+            // power, and every third time the summary for the energy totals; with a battery,
+            // every sixth its state of charge instead.
+            let k = site.power_polls;
+            if (metered || battery) && k == 0 {
+                // The first reading takes all, so no entity starts unknown.
                 list.extend([Endpoint::Summary, Endpoint::Latest]);
-            } else if (metered || battery) && !site.power_polls.is_multiple_of(3) {
-                list.push(Endpoint::Latest);
-            } else {
+                if battery {
+                    list.push(Endpoint::Battery);
+                }
+            } else if !(metered || battery) || k.is_multiple_of(6) {
                 list.push(Endpoint::Summary);
-            }
-            if battery {
+            } else if battery && k % 6 == 3 {
                 list.push(Endpoint::Battery);
+            } else if metered && k.is_multiple_of(3) {
+                list.push(Endpoint::Summary);
+            } else {
+                list.push(Endpoint::Latest);
             }
         }
         Task::Energy => {
