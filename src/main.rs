@@ -18,7 +18,10 @@ fn main() -> ExitCode {
     match runtime.block_on(app::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("enphase-mqtt: {err:#}");
+            // Several problems (a config with many mistakes) come one per line, each prefixed.
+            for line in format!("{err:#}").lines() {
+                eprintln!("enphase-mqtt: {line}");
+            }
             ExitCode::from(app::exit_code(&err))
         }
     }
