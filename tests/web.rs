@@ -5,14 +5,12 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::broker::{Broker, Probe, free_port, retained};
 use common::*;
 use enphase_mqtt::simulator::{SimHandle, SimOptions, SimPlan};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(30);
 const A: u64 = 4_210_001;
@@ -69,48 +67,9 @@ impl Rig {
         format!("http://127.0.0.1:{}{path}", self.http_port)
     }
 
-    fn start(&self) -> Bridge {
-        Bridge::spawn(&self.setup)
+    fn start(&self) -> Daemon {
+        Daemon::spawn(&self.setup)
     }
-}
-
-/// The running `enphase-mqtt run` process, its stderr collected.
-struct Bridge {
-    child: tokio::process::Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Bridge {
-    fn spawn(setup: &Setup) -> Self {
-        let mut child = setup.spawn(&["run"]);
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    async fn sigterm(mut self) -> Option<i32> {
-        let pid = self.child.id().expect("running") as i32;
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc_kill(pid, 15) };
-        let status = tokio::time::timeout(WAIT, self.child.wait()).await.expect("stops after SIGTERM").unwrap();
-        status.code()
-    }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 /// One query parameter of a URL.

@@ -137,3 +137,46 @@ pub fn assert_no_secrets(text: &str, opts: &SimOptions, tokens: Option<&Value>) 
         }
     }
 }
+
+/// A running `enphase-mqtt run` process, its stderr collected.
+pub struct Daemon {
+    pub child: tokio::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts `enphase-mqtt -c <config> run`.
+    pub fn spawn(setup: &Setup) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = setup.spawn(&["run"]);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Self { child, log }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub async fn sigterm(mut self) -> Option<i32> {
+        let pid = self.child.id().expect("running") as i32;
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc_kill(pid, 15) };
+        let status = tokio::time::timeout(LIMIT, self.child.wait()).await.expect("stops after SIGTERM").unwrap();
+        status.code()
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
