@@ -259,9 +259,16 @@ impl SiteSnapshot {
         snap.status = text(summary.and_then(|s| s.status.as_deref()))
             .or_else(|| text(system.status.as_deref()))
             .or_else(|| meta_values(&parts).find_map(|m| text(m.status.as_deref())));
+        // The newest upload any answer knows of: most readings of a metered site come from
+        // `latest_telemetry`, whose devices carry their own report times.
+        let latest_reports = parts
+            .latest
+            .into_iter()
+            .flat_map(|l| l.devices.meters.iter().chain(&l.devices.encharges).map(|d| d.last_report_at));
         snap.last_report_at = [system.last_report_at, summary.and_then(|s| s.last_report_at)]
             .into_iter()
             .chain(meta_values(&parts).map(|m| m.last_report_at))
+            .chain(latest_reports)
             .flatten()
             .max();
         snap.size_w = summary.and_then(|s| s.size_w).filter(|w| *w > 0);

@@ -130,6 +130,19 @@ impl Site {
         self.devices.as_ref().is_some_and(|d| !d.devices.encharges.is_empty() || !d.devices.acbs.is_empty())
     }
 
+    /// The system's local date at `now_secs`, `YYYY-MM-DD`.
+    fn local_date(&self, now_secs: i64) -> Option<String> {
+        let tz: chrono_tz::Tz = self.system.timezone.as_deref()?.parse().ok()?;
+        let t = chrono::DateTime::from_timestamp(now_secs, 0)?;
+        Some(t.with_timezone(&tz).format("%Y-%m-%d").to_string())
+    }
+
+    /// Whether the newest summary is from an earlier local day than `now_secs`.
+    fn summary_is_old(&self, now_secs: i64) -> bool {
+        let summary_date = self.summary.as_ref().and_then(|s| s.summary_date.clone());
+        summary_date.is_some() && summary_date != self.local_date(now_secs)
+    }
+
     fn cellular(&self) -> bool {
         self.system.connection_type.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("cellular"))
     }
@@ -162,13 +175,22 @@ impl Site {
         snap.system_id = id;
         let stale =
             if self.cellular() { stale_after.as_secs().max(CELLULAR_STALE_SECS) } else { stale_after.as_secs() };
-        snap.available = snap.last_report_at.is_some_and(|t| now_secs - t <= stale as i64);
+        // Judged at the last power read, not now: at night the bridge reads nothing, and the
+        // gateway's silence must not be mistaken for ours.
+        let judged_at = if self.last_power_ms > 0 { self.last_power_ms / 1000 } else { now_secs };
+        snap.available = snap.last_report_at.is_some_and(|t| judged_at - t <= stale as i64);
         let held = snap.keep_totals_from(&self.kept.as_snapshot(id));
         if !held.is_empty() {
             tracing::info!(system_id = id, ?held, "held back lower lifetime readings");
         }
-        // The daily counter may only drop when the local day changes.
-        let date = self.summary.as_ref().and_then(|s| s.summary_date.clone());
+        // The daily counter may only drop when the local day changes; a summary from an earlier
+        // local day says nothing of today, which starts at 0 (it is night at midnight).
+        let today = self.local_date(now_secs);
+        let mut date = self.summary.as_ref().and_then(|s| s.summary_date.clone());
+        if today.is_some() && date.is_some() && date != today {
+            snap.production.energy_today_wh = Some(0);
+            date = today;
+        }
         if let (Some((kept_date, kept_wh)), Some(date), Some(now_wh)) =
             (&self.kept.today, &date, snap.production.energy_today_wh)
             && kept_date == date
@@ -191,8 +213,10 @@ pub struct Poller {
     sites: BTreeMap<u64, Site>,
     scheduler: Scheduler,
     status: BridgeStatus,
-    /// `issued_at` of the tokens that last failed for authorization: only newer ones are tried.
-    failed_tokens: Option<i64>,
+    /// The refresh token of the tokens that last failed for authorization: only others are tried.
+    failed_tokens: Option<crate::secret::Secret>,
+    /// Authorization came back: read every system now, not only the one whose turn it was.
+    repoll_all: bool,
 }
 
 impl Poller {
@@ -215,6 +239,7 @@ impl Poller {
             scheduler: Scheduler::new(Vec::new()),
             status,
             failed_tokens: None,
+            repoll_all: false,
         }
     }
 
@@ -247,18 +272,18 @@ impl Poller {
             let mut wait = match decision {
                 Some(d) => self.clock.real_wait(d.at_ms.saturating_sub(now)),
                 // Nothing fits the month's budget: look again in an hour (the month may turn).
-                None => Duration::from_secs(3600),
+                None => self.clock.real_wait(3_600_000),
             };
+            // At a system's local midnight its daily counter restarts: publish that (no hits).
+            if let Some(at) = self.next_midnight_ms(now) {
+                wait = wait.min(self.clock.real_wait(at - now));
+            }
             if !self.status.authorization_ok {
                 // Watch for new tokens (`auth login`, the web page): checking costs no hits.
                 wait = wait.min(TOKEN_WATCH);
                 if self.tokens_usable().await {
                     tracing::info!("new Enphase tokens found: polling again");
-                    let ids: Vec<u64> = self.sites.keys().copied().collect();
-                    for id in ids {
-                        let now = self.clock.now_ms();
-                        self.execute(Decision { at_ms: now, system_id: id, task: Task::Power }).await;
-                    }
+                    self.poll_everything(false).await;
                     self.send_status().await;
                     continue;
                 }
@@ -266,7 +291,7 @@ impl Poller {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 req = self.refresh.recv() => if let Some(req) = req { self.on_refresh(req).await },
-                _ = tokio::time::sleep(wait) => if let Some(d) = decision
+                _ = tokio::time::sleep(wait) => if let Some(d) = decision.filter(|d| d.at_ms <= self.clock.now_ms())
                     && let Some(retry) = self.execute(d).await
                 {
                     tokio::select! {
@@ -275,14 +300,66 @@ impl Poller {
                     }
                 },
             }
+            if std::mem::take(&mut self.repoll_all) {
+                self.poll_everything(true).await;
+            }
+            self.at_midnight().await;
             self.send_status().await;
+        }
+    }
+
+    /// A power read of every system now, past the floor between reads (new tokens, a new login);
+    /// with `skip_fresh`, not of those read successfully in the last minute.
+    async fn poll_everything(&mut self, skip_fresh: bool) {
+        let ids: Vec<u64> = self.sites.keys().copied().collect();
+        for id in ids {
+            let now = self.clock.now_ms();
+            // A system read successfully in the last minute is fresh already.
+            let recent = self.status.last_success.get(&id).is_some_and(|t| now / 1000 - t < 60);
+            if skip_fresh && recent {
+                continue;
+            }
+            if let Some(site) = self.sites.get_mut(&id) {
+                site.last_power_ms = 0;
+            }
+            self.execute(Decision { at_ms: now, system_id: id, task: Task::Power }).await;
+        }
+        self.repoll_all = false;
+    }
+
+    /// The next local midnight of any system (plus a second), epoch ms.
+    fn next_midnight_ms(&self, now_ms: i64) -> Option<i64> {
+        self.sites
+            .values()
+            .filter_map(|s| {
+                let tz: chrono_tz::Tz = s.system.timezone.as_deref()?.parse().ok()?;
+                let local = chrono::DateTime::from_timestamp_millis(now_ms)?.with_timezone(&tz);
+                let secs = i64::from(chrono::Timelike::num_seconds_from_midnight(&local));
+                Some(now_ms + (86_400 - secs) * 1000 + 1000)
+            })
+            .min()
+    }
+
+    /// Re-publishes every system whose local day changed since its last snapshot.
+    async fn at_midnight(&mut self) {
+        let now = self.clock.now_secs();
+        let stale = self.opts.stale_after;
+        let mut changed = Vec::new();
+        for (id, site) in &mut self.sites {
+            let today = site.local_date(now);
+            if site.kept.today.as_ref().is_some_and(|(d, _)| Some(d) != today.as_ref()) {
+                changed.push(site.snapshot(*id, now, stale));
+            }
+        }
+        for snap in changed {
+            let _ = self.out.send(BridgeInput::Site(Box::new(snap))).await;
         }
     }
 
     /// Whether the token file holds new tokens that may work (checked without calling Enphase).
     async fn tokens_usable(&self) -> bool {
         matches!(self.api.tokens().current().await, Ok(Some(t))
-            if t.reauth_reason(self.clock.now_secs()).is_none() && Some(t.issued_at) != self.failed_tokens)
+            if t.reauth_reason(self.clock.now_secs()).is_none() && Some(&t.refresh_token) != self.failed_tokens.as_ref())
     }
 
     fn budget(&self, now: i64) -> Budget {
@@ -355,8 +432,8 @@ impl Poller {
         let before = last_report(site);
         let mut errors: Vec<ApiError> = Vec::new();
         let mut new_intervals: Vec<serde_json::Value> = Vec::new();
-        for endpoint in endpoints(site, d.task) {
-            match fetch(&api, site, id as i64, endpoint, &mut new_intervals).await {
+        for endpoint in endpoints(site, d.task, now / 1000) {
+            match fetch(&api, site, id as i64, endpoint, now / 1000, &mut new_intervals).await {
                 Ok(()) => {}
                 Err(err @ (ApiError::BudgetExhausted { .. } | ApiError::RateLimited { .. })) => {
                     errors.push(err);
@@ -387,7 +464,7 @@ impl Poller {
         let auth_missing = errors.iter().any(|e| matches!(e, ApiError::AuthorizationNeeded { .. }));
         let wait = errors.iter().filter_map(|e| self.wait_hint(e)).max();
         if auth_missing {
-            self.failed_tokens = self.api.tokens().current().await.ok().flatten().map(|t| t.issued_at);
+            self.failed_tokens = self.api.tokens().current().await.ok().flatten().map(|t| t.refresh_token);
         } else {
             self.scheduler.record(id, d.task, now, &outcome);
         }
@@ -398,6 +475,10 @@ impl Poller {
             self.note_error(err);
         }
         if !auth_missing {
+            if !self.status.authorization_ok {
+                tracing::info!("Enphase authorization works again");
+                self.repoll_all = true;
+            }
             self.status.authorization_ok = true;
             self.status.authorization_error = None;
         }
@@ -534,7 +615,7 @@ enum Endpoint {
 }
 
 /// The endpoints a task reads on a site; their count is the task's cost in `SiteProfile::cost`.
-fn endpoints(site: &Site, task: Task) -> Vec<Endpoint> {
+fn endpoints(site: &Site, task: Task, now_secs: i64) -> Vec<Endpoint> {
     let metered = site.has_meters();
     let battery = site.has_battery();
     let mut list = Vec::new();
@@ -550,7 +631,8 @@ fn endpoints(site: &Site, task: Task) -> Vec<Endpoint> {
                 if battery {
                     list.push(Endpoint::Battery);
                 }
-            } else if !(metered || battery) || k.is_multiple_of(6) {
+            } else if !(metered || battery) || k.is_multiple_of(6) || site.summary_is_old(now_secs) {
+                // (The first reading of a new local day is the summary: today's energy restarts.)
                 list.push(Endpoint::Summary);
             } else if battery && k % 6 == 3 {
                 list.push(Endpoint::Battery);
@@ -599,6 +681,7 @@ async fn fetch(
     site: &mut Site,
     id: i64,
     endpoint: Endpoint,
+    now_secs: i64,
     intervals: &mut Vec<serde_json::Value>,
 ) -> Result<(), ApiError> {
     let since =
@@ -619,7 +702,10 @@ async fn fetch(
             site.battery = Some(answer);
         }
         Endpoint::ProductionMicro => {
-            let q = since("production").unwrap_or_default().with_granularity(Granularity::Day);
+            // The first read reaches a day back, so yesterday's whole daylight teaches the window.
+            let q = since("production")
+                .unwrap_or_else(|| TelemetryQuery::since(now_secs - 86_400))
+                .with_granularity(Granularity::Day);
             let answer: ProductionMicro = api.production_micro(id, q).await?;
             for i in &answer.intervals {
                 if let Some(end) = i.end_at {

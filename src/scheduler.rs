@@ -229,15 +229,18 @@ impl Daylight {
     }
 
     /// The window in local seconds of the day: the widest of the recent days, with a margin;
-    /// 06:00–20:00 until something was learned.
+    /// 06:00–20:00 until something was learned. The newest day may be unfinished (the bridge
+    /// started, or it is now, in daylight): it may widen the start but not set the end, or "dusk"
+    /// would fall just after the last reading.
     fn window(&self) -> (i64, i64) {
-        let learned: Vec<&(i64, i64)> = self.days.values().filter(|(a, b)| b - a >= 3600).collect();
-        if learned.is_empty() {
-            return (6 * 3600, 20 * 3600);
-        }
-        let start = learned.iter().map(|w| w.0).min().unwrap_or(6 * 3600);
-        let end = learned.iter().map(|w| w.1).max().unwrap_or(20 * 3600);
         let margin = DAYLIGHT_MARGIN / 1000;
+        let Some((newest, newest_w)) = self.days.iter().next_back() else { return (6 * 3600, 20 * 3600) };
+        let start = self.days.values().map(|w| w.0).min().unwrap_or(6 * 3600);
+        let finished_end = self.days.iter().filter(|(d, w)| *d != newest && w.1 - w.0 >= 3600).map(|(_, w)| w.1).max();
+        let end = match finished_end {
+            Some(end) => end.max(newest_w.1),
+            None => (20 * 3600 - margin).max(newest_w.1),
+        };
         ((start - margin).max(0), (end + margin).min(86_400))
     }
 }
@@ -643,9 +646,27 @@ mod tests {
         d.observe(tz, T0 / 1000 - 19_800 + 300, 10); // 2026-11-01T18:35Z
         d.observe(tz, T0 / 1000 + 29_400, 10); // 2026-11-02T08:10Z
         d.observe(tz, T0 / 1000 + 36_000, 0); // 19:00Z = 06:00 next day, no production: ignored
+        d.observe(tz, T0 / 1000 + 86_400, 10); // 11:00 on 2026-11-03: the 2nd is a finished day
         let (a, b) = d.window();
         assert_eq!(a, 5 * 3600 + 30 * 60 - 1 - 20 * 60, "the first producing interval began 05:30, less the margin");
         assert_eq!(b, 19 * 3600 + 10 * 60 - 1 + 20 * 60, "the last ended 19:10, plus the margin");
+    }
+
+    #[test]
+    fn an_unfinished_day_does_not_end_the_window() {
+        let mut d = Daylight::default();
+        let utc = chrono_tz::UTC;
+        // Started at 09:00 on a fresh bridge: production seen from 07:00 to 09:00 only.
+        d.observe(utc, T0 / 1000 + 7 * 3600, 10);
+        d.observe(utc, T0 / 1000 + 9 * 3600, 10);
+        let (a, b) = d.window();
+        assert_eq!(a, 7 * 3600 - 1 - 300 - 20 * 60);
+        assert_eq!(b, 20 * 3600, "the default dusk holds until a whole day is known");
+        // The next day: yesterday's last production (17:00) is final, today's start is kept.
+        d.observe(utc, T0 / 1000 + 17 * 3600, 10);
+        d.observe(utc, T0 / 1000 + DAY / 1000 + 8 * 3600, 10);
+        let (_, b) = d.window();
+        assert_eq!(b, 17 * 3600 - 1 + 20 * 60);
     }
 
     #[test]
