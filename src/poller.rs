@@ -577,19 +577,8 @@ impl Poller {
         let now = self.clock.now_ms();
         let budget = self.budget(now);
         // The next power poll of each system, as the scheduler plans it now.
-        let mut next = BTreeMap::new();
-        for id in self.sites.keys() {
-            let mut probe = self.scheduler.clone();
-            for other in self.sites.keys().filter(|o| *o != id) {
-                probe.deny(*other, Task::Power);
-            }
-            for task in [Task::Energy, Task::Intervals, Task::Inverters] {
-                probe.deny(*id, task);
-            }
-            if let Some(d) = probe.next(now, &budget) {
-                next.insert(*id, d.at_ms / 1000);
-            }
-        }
+        let next: BTreeMap<u64, i64> =
+            self.scheduler.next_power_all(now, &budget).into_iter().map(|(id, at)| (id, at / 1000)).collect();
         self.status.next_poll = next;
         self.status.denied_endpoints = self.api.denied_endpoints().iter().map(|s| s.to_string()).collect();
         if let Ok(Some(tokens)) = self.api.tokens().current().await {

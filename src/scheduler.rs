@@ -416,6 +416,26 @@ impl Scheduler {
         shares
     }
 
+    /// When each system's next power reading is planned (for display), in one pass.
+    pub fn next_power_all(&self, now_ms: i64, budget: &Budget) -> BTreeMap<u64, i64> {
+        let days_left = ((budget.month_end_ms - now_ms).max(HOUR) as f64) / DAY as f64;
+        let reserve = (days_left.ceil() as u32) * RESERVE_PER_DAY + RESERVE_PER_MONTH;
+        let spendable = budget.month_left.saturating_sub(reserve);
+        if spendable == 0 {
+            return BTreeMap::new();
+        }
+        let shares = self.shares(f64::from(spendable) / days_left);
+        let not_before = now_ms.max(budget.next_free_ms);
+        self.sites
+            .values()
+            .filter(|site| !site.denied.contains(&Task::Power))
+            .filter_map(|site| {
+                let due = DayPlan::new(site, shares[&site.profile.system_id]).due(site, Task::Power, now_ms)?;
+                Some((site.profile.system_id, due.max(not_before)))
+            })
+            .collect()
+    }
+
     /// The next call to make, or `None` when nothing fits the month's budget any more.
     pub fn next(&self, now_ms: i64, budget: &Budget) -> Option<Decision> {
         let not_before = now_ms.max(budget.next_free_ms);
@@ -710,6 +730,26 @@ mod tests {
         let lag = s.sites[&1].lag_ms;
         assert!(lag < UPLOAD_LAG, "two polls that found new data shortened the lag: {lag}");
         assert_eq!(d.at_ms, (upload + 900) * 1000 + lag, "just after the next upload");
+    }
+
+    #[test]
+    fn next_power_all_agrees_with_next() {
+        let mut s = Scheduler::new(vec![micro_site()]);
+        let noon = T0 + 12 * HOUR;
+        let b = budget(noon, 100_000);
+        for task in Task::ALL {
+            s.record(
+                1,
+                task,
+                noon,
+                &Outcome { ok: true, last_report_at: Some(noon / 1000 - 60), ..Outcome::default() },
+            );
+        }
+        let d = s.next(noon + 1000, &b).unwrap();
+        assert_eq!(d.task, Task::Power);
+        assert_eq!(s.next_power_all(noon + 1000, &b)[&1], d.at_ms);
+        s.deny(1, Task::Power);
+        assert!(s.next_power_all(noon + 1000, &b).is_empty());
     }
 
     #[test]
