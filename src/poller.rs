@@ -110,7 +110,6 @@ struct Site {
     summary: Option<Summary>,
     latest: Option<LatestTelemetry>,
     battery: Option<BatteryTelemetry>,
-    production_readings: Option<MeterReadings>,
     consumption_readings: Option<MeterReadings>,
     storage_readings: Option<MeterReadings>,
     import_lifetime: Option<ImportLifetime>,
@@ -164,7 +163,7 @@ impl Site {
             devices: self.devices.as_ref(),
             latest: self.latest.as_ref(),
             battery: self.battery.as_ref(),
-            production_readings: self.production_readings.as_ref(),
+            production_readings: None, // the meter register feeds no entity: not read
             consumption_readings: self.consumption_readings.as_ref(),
             storage_readings: self.storage_readings.as_ref(),
             import_lifetime: self.import_lifetime.as_ref(),
