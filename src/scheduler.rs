@@ -562,7 +562,18 @@ impl DayPlan {
                 let earliest = last + self.power_every * 9 / 10;
                 // The first upload after that moment, plus the cloud's processing lag.
                 let at = site.uploads.next_after(earliest - site.lag_ms) + site.lag_ms;
-                Some(in_daylight(site, at, dawn, dusk, next_dawn))
+                let moved = in_daylight(site, at, dawn, dusk, next_dawn);
+                if moved == at {
+                    return Some(at);
+                }
+                // Moved to the start of the daylight window, which lies a margin before the first
+                // production: read the first upload after it if that still comes before the
+                // production starts, else whatever arrived overnight that was not read yet (a
+                // cellular gateway's last upload may be hours old by then), else wait for one.
+                let first = site.uploads.next_after(moved - site.lag_ms - 1) + site.lag_ms;
+                let previous = first - site.uploads.cadence_secs() * 1000;
+                let unread = site.uploads.last.is_some_and(|seen| seen * 1000 + site.lag_ms < previous);
+                Some(if first <= moved + DAYLIGHT_MARGIN || !unread { first } else { moved })
             }
             Task::Energy => {
                 if !(site.profile.metered || site.profile.battery) || !self.evening_energy {
@@ -730,6 +741,36 @@ mod tests {
         let lag = s.sites[&1].lag_ms;
         assert!(lag < UPLOAD_LAG, "two polls that found new data shortened the lag: {lag}");
         assert_eq!(d.at_ms, (upload + 900) * 1000 + lag, "just after the next upload");
+    }
+
+    #[test]
+    fn the_first_read_of_the_day_takes_the_first_upload_after_dawn_or_the_overnight_one() {
+        // Uploads every 15 minutes at :10, :25, :40, :55; the last read at 21:55 the day before.
+        let mut s = Scheduler::new(vec![micro_site()]);
+        let evening = T0 + 22 * HOUR;
+        let b = budget(evening, 100_000);
+        for at in [21 * 3600 + 25 * 60, 21 * 3600 + 40 * 60, 21 * 3600 + 55 * 60] {
+            let ok = Outcome { ok: true, last_report_at: Some(T0 / 1000 + at), ..Outcome::default() };
+            s.record(1, Task::Power, evening, &ok);
+        }
+        let lag = s.sites[&1].lag_ms;
+        let dawn = T0 + DAY + 6 * HOUR; // the default window starts at 06:00
+        assert_eq!(s.next_power_all(evening, &b)[&1], dawn + 10 * MINUTE + lag, "the 06:10 upload, not the 05:55 one");
+
+        // A cellular gateway uploads every 6 hours: at 06:00 the 04:00 upload is still unread, and
+        // waiting for the 10:00 one would show last evening's data for four hours.
+        let cellular = SiteProfile { cellular: true, ..micro_site() };
+        let mut s = Scheduler::new(vec![cellular.clone()]);
+        let read = |s: &mut Scheduler, now: i64, upload: i64| {
+            s.record(1, Task::Power, now, &Outcome { ok: true, last_report_at: Some(upload / 1000), ..Outcome::default() })
+        };
+        read(&mut s, T0 + 16 * HOUR + MINUTE, T0 + 16 * HOUR);
+        assert_eq!(s.next_power_all(evening, &b)[&1], dawn, "the overnight upload at once");
+        // Once the 04:00 upload was read, the next read waits for the 10:00 one.
+        let mut s = Scheduler::new(vec![cellular]);
+        read(&mut s, T0 + DAY + 4 * HOUR + MINUTE, T0 + DAY + 4 * HOUR);
+        let lag = s.sites[&1].lag_ms;
+        assert_eq!(s.next_power_all(T0 + DAY + 5 * HOUR, &b)[&1], T0 + DAY + 10 * HOUR + lag);
     }
 
     #[test]
