@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, NaiveDate, Timelike};
 use chrono_tz::Tz;
 
@@ -252,10 +253,10 @@ struct SiteState {
     tz: Tz,
     uploads: Uploads,
     daylight: Daylight,
-    /// When each task last ran (ms).
+    /// When each task last succeeded (ms).
     last_run: BTreeMap<Task, i64>,
-    /// When each task last failed, for a pause before trying again.
-    failures: BTreeMap<Task, (i64, u32)>,
+    /// Tasks failing now: how many times in a row, and when to try again.
+    failures: BTreeMap<Task, (u32, i64)>,
     /// Tasks the plan refuses.
     denied: Vec<Task>,
     /// Power polls and how many found nothing new.
@@ -358,12 +359,13 @@ impl Scheduler {
     /// Records what a call found.
     pub fn record(&mut self, system_id: u64, task: Task, now_ms: i64, outcome: &Outcome) {
         let Some(site) = self.sites.get_mut(&system_id) else { return };
-        site.last_run.insert(task, now_ms);
         if !outcome.ok {
-            let streak = site.failures.get(&task).map_or(1, |(_, n)| n + 1);
-            site.failures.insert(task, (now_ms, streak));
+            let streak = site.failures.get(&task).map_or(1, |(n, _)| n + 1);
+            let retry = now_ms + retry_pause(system_id, task, streak, now_ms);
+            site.failures.insert(task, (streak, retry));
             return;
         }
+        site.last_run.insert(task, now_ms);
         site.failures.remove(&task);
         let fresh = outcome.last_report_at.map(|at| site.uploads.observe(at));
         if task == Task::Power {
@@ -544,15 +546,22 @@ impl DayPlan {
 
     /// When `task` is next due for `site`, at or after `now_ms`.
     fn due(&self, site: &SiteState, task: Task, now_ms: i64) -> Option<i64> {
-        let last = site.last_run.get(&task).copied();
-        // After a failure: 2, 4, 8 … minutes, at most an hour, without spending more.
-        if let Some((at, streak)) = site.failures.get(&task) {
-            let pause = ((2 * MINUTE) << streak.saturating_sub(1).min(5)).min(HOUR);
-            let retry = at + pause;
-            if retry > now_ms {
-                return Some(retry);
-            }
+        let due = self.due_after_success(site, task, now_ms)?;
+        // A failing task waits out its pause; what it was after is still wanted then (its due
+        // time, counted from the last success, has usually passed). Power reads keep to daylight.
+        let Some((_, retry)) = site.failures.get(&task) else { return Some(due) };
+        let at = due.max(*retry);
+        if task != Task::Power {
+            return Some(at);
         }
+        let (day_start, next_day) = site.day_bounds(at);
+        let (dawn, dusk) = site.window_on(day_start);
+        Some(in_daylight(site, at, dawn, dusk, site.window_on(next_day).0))
+    }
+
+    /// When `task` is next due for `site` counting from its last success.
+    fn due_after_success(&self, site: &SiteState, task: Task, now_ms: i64) -> Option<i64> {
+        let last = site.last_run.get(&task).copied();
         let (day_start, next_day) = site.day_bounds(now_ms);
         let (dawn, dusk) = site.window_on(day_start);
         let (next_dawn, _) = site.window_on(next_day);
@@ -615,6 +624,25 @@ impl DayPlan {
             }
         }
     }
+}
+
+/// How long a task that failed `streak` times in a row waits before it is tried again: 2, 4, 8 …
+/// minutes, at most 30, each lengthened by up to as much again at random, so that bridges (and
+/// systems) that failed together do not retry together. The randomness is seeded by the failure,
+/// which keeps the scheduler a pure function of what it was told.
+fn retry_pause(system_id: u64, task: Task, streak: u32, now_ms: i64) -> i64 {
+    let seed = system_id.rotate_left(17) ^ (task as u64).rotate_left(7) ^ now_ms as u64;
+    let pause = ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_secs(120))
+        .with_max_delay(std::time::Duration::from_secs(30 * 60))
+        .with_factor(2.0)
+        .with_jitter()
+        .with_jitter_seed(seed)
+        .without_max_times()
+        .build()
+        .nth(streak.saturating_sub(1) as usize)
+        .unwrap_or(std::time::Duration::from_secs(3600));
+    i64::try_from(pause.as_millis()).unwrap_or(HOUR)
 }
 
 /// `at` if it lies in daylight, else the next dawn's first moment.
@@ -762,7 +790,12 @@ mod tests {
         let cellular = SiteProfile { cellular: true, ..micro_site() };
         let mut s = Scheduler::new(vec![cellular.clone()]);
         let read = |s: &mut Scheduler, now: i64, upload: i64| {
-            s.record(1, Task::Power, now, &Outcome { ok: true, last_report_at: Some(upload / 1000), ..Outcome::default() })
+            s.record(
+                1,
+                Task::Power,
+                now,
+                &Outcome { ok: true, last_report_at: Some(upload / 1000), ..Outcome::default() },
+            )
         };
         read(&mut s, T0 + 16 * HOUR + MINUTE, T0 + 16 * HOUR);
         assert_eq!(s.next_power_all(evening, &b)[&1], dawn, "the overnight upload at once");
@@ -821,13 +854,45 @@ mod tests {
         let mut s = Scheduler::new(vec![micro_site()]);
         let noon = T0 + 12 * HOUR;
         let b = budget(noon, 100_000);
+        let earlier = noon - HOUR;
         for task in Task::ALL {
-            s.record(1, task, noon, &Outcome { ok: true, last_report_at: Some(noon / 1000), ..Outcome::default() });
+            s.record(
+                1,
+                task,
+                earlier,
+                &Outcome { ok: true, last_report_at: Some(earlier / 1000), ..Outcome::default() },
+            );
         }
-        s.record(1, Task::Power, noon, &Outcome::default());
-        let first = s.next(noon, &b).unwrap();
-        s.record(1, Task::Power, first.at_ms, &Outcome::default());
-        let second = s.next(first.at_ms, &b).unwrap();
-        assert!(second.at_ms - first.at_ms > first.at_ms - noon, "{noon} {first:?} {second:?}");
+        // Failed at 12:00, then at each retry: the pauses are 2, 4, 8, 16, 30, 30 minutes, each
+        // lengthened by up to as much again, and the retry holds whenever the plan is asked.
+        let mut at = noon;
+        for (k, floor) in [2, 4, 8, 16, 30, 30].into_iter().enumerate() {
+            s.record(1, Task::Power, at, &Outcome::default());
+            let retry = s.next(at, &b).unwrap();
+            assert_eq!(retry.task, Task::Power);
+            let pause = retry.at_ms - at;
+            assert!(pause >= floor * MINUTE && pause < 2 * floor * MINUTE, "retry {k}: {pause} ms");
+            assert_eq!(s.next(retry.at_ms, &b), Some(retry), "unchanged when asked again at the retry time");
+            at = retry.at_ms;
+        }
+        // Two systems failing at the same moment retry at different times.
+        let pauses: Vec<i64> = (1..=8).map(|id| retry_pause(id, Task::Power, 1, noon)).collect();
+        assert!(pauses.iter().any(|p| *p != pauses[0]), "{pauses:?}");
+        // A success ends the streak: the next read is planned from it as usual.
+        s.record(1, Task::Power, at, &Outcome { ok: true, last_report_at: Some(at / 1000), ..Outcome::default() });
+        assert!(s.sites[&1].failures.is_empty());
+    }
+
+    #[test]
+    fn failing_power_reads_wait_for_daylight() {
+        let mut s = Scheduler::new(vec![micro_site()]);
+        let late = T0 + 19 * HOUR + 59 * MINUTE; // just before the default 20:00 dusk
+        let b = budget(late, 100_000);
+        for task in Task::ALL {
+            s.record(1, task, late, &Outcome { ok: true, last_report_at: Some(late / 1000), ..Outcome::default() });
+        }
+        s.record(1, Task::Power, late, &Outcome::default());
+        let retry = s.next_power_all(late, &b)[&1];
+        assert!(retry >= T0 + DAY + 6 * HOUR, "not retried through the night: {retry}");
     }
 }

@@ -735,9 +735,9 @@ async fn a_refused_refresh_raises_the_problem_and_new_tokens_repair_it_without_a
 // ---------------------------------------------------------------------------------------------
 
 /// Three HTML "queue full" pages then three 503s: the bridge keeps running and `online`, pauses
-/// 2, 4, 8 … simulated minutes between the failed attempts, and publishes fresh states after.
+/// 2, 4, 8 … simulated minutes (each lengthened at random by up to as much again) between the
+/// failed attempts, and publishes fresh states after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "its retry timings flake on a loaded 2-core machine (sped-up clock); run with --ignored"]
 async fn overload_pages_and_503_bursts_back_off_and_recover() {
     let start = next_local_hour(tz_of(A), 18, real_now() + HOUR);
     let opts = starting_at(SimOptions { systems: 1, plan: SimPlan::Partner, ..SimOptions::default() }, start, 600.0);
@@ -778,7 +778,8 @@ async fn overload_pages_and_503_bursts_back_off_and_recover() {
     assert!(burst.iter().all(|h| h.status == Some(503)), "{log}");
     assert!(burst[0].at - injected_at <= 30 * MINUTE, "the first failure came with the next upload:\n{log}");
     // Each task backs off on its own: pauses of 2, 4, 8, 16 … simulated minutes between its
-    // failed attempts (a few seconds of latency aside), never a tight loop.
+    // failed attempts, each lengthened at random by up to as much again (and a few seconds of
+    // latency aside), never a tight loop.
     let mut by_endpoint: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for h in &burst {
         by_endpoint.entry(h.path.rsplit('/').next().unwrap()).or_default().push(h.at);
@@ -794,12 +795,12 @@ async fn overload_pages_and_503_bursts_back_off_and_recover() {
             assert!(*gap >= ((2 * MINUTE) << k) * 3 / 4, "{problem}");
         }
         if let Some(first) = gaps.first() {
-            assert!(*first < 3 * MINUTE, "the first pause is two minutes: {problem}");
+            assert!(*first < 5 * MINUTE, "the first pause is two to four minutes: {problem}");
         }
-        // A retry can also wait for another call that was due first, so single gaps need not
-        // double exactly; over the burst the pauses grow (the lower bounds above double).
+        // A retry can also wait for another call that was due first, and the random part differs
+        // from pause to pause; over the burst the pauses still grow.
         if gaps.len() >= 3 {
-            assert!(gaps[gaps.len() - 1] >= gaps[0] * 4, "the pauses grow: {problem}");
+            assert!(gaps[gaps.len() - 1] >= gaps[0] * 3 / 2, "the pauses grow: {problem}");
         }
     }
     // Then polling went on, successfully.
