@@ -27,12 +27,14 @@ use crate::enlighten::{ApiError, EnlightenClient, Plan};
 use crate::fsutil;
 use crate::home_assistant::Message;
 use crate::model::{ApiParts, BridgeStatus, SiteSnapshot};
-use crate::scheduler::{Budget, Decision, Outcome, Scheduler, SiteProfile, Task};
+use crate::scheduler::{self, Budget, Decision, Outcome, Scheduler, SiteProfile, Task};
 
 /// Intervals are re-read from this long before the last one seen (Enphase's data can lag).
 const INTERVAL_OVERLAP_SECS: i64 = 1800;
 /// How often to look for new tokens while authorization is missing.
 const TOKEN_WATCH: Duration = Duration::from_secs(5);
+/// A device list that could not be read is asked for again after this long (ms).
+const DEVICES_RETRY_MS: i64 = 10 * 60_000;
 /// A cellular gateway uploads about every 6 hours: it is stale only after this long.
 const CELLULAR_STALE_SECS: u64 = 13 * 3600;
 
@@ -118,6 +120,8 @@ struct Site {
     kept: Kept,
     power_polls: u64,
     last_power_ms: i64,
+    /// When the device list was last asked for (ms).
+    devices_tried_ms: i64,
 }
 
 impl Site {
@@ -250,7 +254,7 @@ impl Poller {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut pause = Duration::from_secs(5);
         loop {
-            match self.discover().await {
+            match self.discover(&shutdown).await {
                 Ok(()) => break,
                 Err(err) => {
                     self.note_error(&err);
@@ -299,6 +303,7 @@ impl Poller {
                     }
                 },
             }
+            self.retry_devices().await;
             if std::mem::take(&mut self.repoll_all) {
                 self.poll_everything(true).await;
             }
@@ -372,7 +377,65 @@ impl Poller {
         }
     }
 
-    async fn discover(&mut self) -> Result<(), ApiError> {
+    /// Waits until one more hit fits the 60-second window (and any pause Enphase asked for);
+    /// `false` when the month's hits are gone or on shutdown. At start-up a large fleet needs
+    /// more calls than a minute allows: they wait their turn instead of being refused.
+    async fn room_for_one(&self, shutdown: &CancellationToken) -> bool {
+        loop {
+            let now = self.clock.now_ms();
+            let budget = self.budget(now);
+            if budget.month_left == 0 {
+                return false;
+            }
+            let at = budget.fits_at(now.max(budget.next_free_ms), 1);
+            if at <= now {
+                return true;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(self.clock.real_wait(at - now)) => {}
+            }
+        }
+    }
+
+    /// Reads a system's device list (which says whether it has meters, batteries, a cellular
+    /// gateway) and tells the scheduler; a failure is logged and tried again later.
+    async fn read_devices(&mut self, id: u64) {
+        let result = self.api.devices(id as i64).await;
+        let Some(site) = self.sites.get_mut(&id) else { return };
+        site.devices_tried_ms = self.clock.now_ms();
+        match result {
+            Ok(devices) => {
+                site.devices = Some(devices);
+                let profile = site.profile(id);
+                self.scheduler.set_profile(profile);
+            }
+            Err(err) => {
+                tracing::warn!(system_id = id, error = %err, "could not read the device list");
+                self.note_error(&err);
+            }
+        }
+    }
+
+    /// One device list that failed before, when the budget has room for it now and the last try
+    /// was at least ten minutes ago.
+    async fn retry_devices(&mut self) {
+        let now = self.clock.now_ms();
+        let Some(id) = self
+            .sites
+            .iter()
+            .find(|(_, s)| s.devices.is_none() && now - s.devices_tried_ms >= DEVICES_RETRY_MS)
+            .map(|(id, _)| *id)
+        else {
+            return;
+        };
+        let budget = self.budget(now);
+        if budget.month_left > scheduler::RESERVE_PER_MONTH && budget.fits_at(now.max(budget.next_free_ms), 1) <= now {
+            self.read_devices(id).await;
+        }
+    }
+
+    async fn discover(&mut self, shutdown: &CancellationToken) -> Result<(), ApiError> {
         let systems = if self.opts.systems.is_empty() {
             self.api.all_systems().await?
         } else {
@@ -386,23 +449,24 @@ impl Poller {
             std::fs::read(self.totals_path()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         for system in systems {
             let Some(id) = system.system_id.and_then(|i| u64::try_from(i).ok()) else { continue };
-            let devices = match self.api.devices(id as i64).await {
-                Ok(d) => Some(d),
-                Err(err) => {
-                    tracing::warn!(system_id = id, error = %err, "could not read the device list");
-                    self.note_error(&err);
-                    None
-                }
-            };
             let kept = kept.get(&id).cloned().unwrap_or_default();
-            self.sites.insert(id, Site { system, devices, kept, ..Site::default() });
+            self.sites.insert(id, Site { system, kept, ..Site::default() });
         }
         tracing::info!(systems = self.sites.len(), "Enphase systems found");
         self.scheduler = Scheduler::new(self.sites.iter().map(|(id, s)| s.profile(*id)).collect());
+        let ids: Vec<u64> = self.sites.keys().copied().collect();
+        for id in &ids {
+            if !self.room_for_one(shutdown).await {
+                break;
+            }
+            self.read_devices(*id).await;
+        }
         // A first power reading of every system, then the full list so the bridge can drop
         // systems no longer visible.
-        let ids: Vec<u64> = self.sites.keys().copied().collect();
         for id in ids {
+            if !self.room_for_one(shutdown).await {
+                break;
+            }
             let now = self.clock.now_ms();
             self.execute(Decision { at_ms: now, system_id: id, task: Task::Power }).await;
         }

@@ -332,6 +332,17 @@ impl Scheduler {
         self.sites.keys().copied()
     }
 
+    /// Replaces what is known of a system (its device list arrived late), keeping what was
+    /// learned of it.
+    pub fn set_profile(&mut self, profile: SiteProfile) {
+        if let Some(site) = self.sites.get_mut(&profile.system_id) {
+            if profile.cellular != site.profile.cellular {
+                site.uploads.default_secs = Uploads::new(profile.cellular).default_secs;
+            }
+            site.profile = profile;
+        }
+    }
+
     /// Stops planning `task` for a system (the plan refuses it).
     pub fn deny(&mut self, system_id: u64, task: Task) {
         if let Some(site) = self.sites.get_mut(&system_id)
@@ -804,6 +815,22 @@ mod tests {
         read(&mut s, T0 + DAY + 4 * HOUR + MINUTE, T0 + DAY + 4 * HOUR);
         let lag = s.sites[&1].lag_ms;
         assert_eq!(s.next_power_all(T0 + DAY + 5 * HOUR, &b)[&1], T0 + DAY + 10 * HOUR + lag);
+    }
+
+    #[test]
+    fn a_late_device_list_changes_the_profile_and_keeps_what_was_learned() {
+        let mut s = Scheduler::new(vec![micro_site()]);
+        let noon = T0 + 12 * HOUR;
+        for at in [0, 900, 1800] {
+            let ok = Outcome { ok: true, last_report_at: Some(noon / 1000 - 3600 + at), ..Outcome::default() };
+            s.record(1, Task::Power, noon, &ok);
+        }
+        s.set_profile(SiteProfile { metered: true, battery: true, ..micro_site() });
+        let site = &s.sites[&1];
+        assert_eq!(site.profile.cost(Task::Energy), 5, "summary, three meter reads and the battery");
+        assert_eq!(site.uploads.gaps.len(), 2, "the uploads seen are kept");
+        s.set_profile(SiteProfile { cellular: true, ..micro_site() });
+        assert_eq!(s.sites[&1].uploads.default_secs, 6 * 3600);
     }
 
     #[test]

@@ -1044,3 +1044,39 @@ async fn a_bridge_started_mid_morning_keeps_polling_through_the_afternoon() {
     let backfills = hits.iter().filter(|h| h.path.ends_with("/production_micro") && h.at > t0 + 10 * MINUTE).count();
     assert_eq!(backfills, 0, "interval reads meant for after dusk, in broad daylight:\n{log}");
 }
+
+/// Twelve systems on Watt need 26 calls at start-up (the system list, a device list and a first
+/// power read each, the token) and the plan allows 10 a minute: they wait their turn instead of
+/// being refused, so every system's device list is read (its meters and batteries are known from
+/// the first states on) and no 60-second window holds more than 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_larger_than_a_minute_allows_is_read_whole_at_start_up() {
+    let start = next_local_hour(tz_of(A), 12, real_now() + HOUR);
+    let opts = starting_at(SimOptions { systems: 12, plan: SimPlan::Watt, ..SimOptions::default() }, start, 600.0);
+    let rig = Rig::new(opts, Login::Code).await;
+    let rec = Recorder::start(rig.broker.port, &["enphase/+/state"], rig.sim.sim.clone()).await;
+    let fleet: Vec<(u64, bool)> =
+        rig.sim.sim.fleet().systems().iter().map(|s| (s.system_id(), s.has_meters() || s.has_battery())).collect();
+    assert_eq!(fleet.len(), 12);
+    assert!(fleet.iter().filter(|(_, metered)| *metered).count() >= 4, "a mixed fleet: {fleet:?}");
+    let running = rig.start().await;
+    rec.wait_for("a state of every system, with meter data where there are meters", WAIT, |m| {
+        fleet.iter().all(|(id, metered)| {
+            states(m, *id)
+                .iter()
+                .any(|(_, s)| !*metered || s["consumption_power_w"].is_i64() || s["battery_soc_pct"].is_i64())
+        })
+    })
+    .await;
+    running.stop().await;
+    let hits = rig.hits().await;
+    let log: String = hits.iter().map(|h| format!("{} {} {:?}\n", iso(h.at), h.path, h.status)).collect();
+    for (id, _) in &fleet {
+        let lists: Vec<&Hit> =
+            hits.iter().filter(|h| h.system() == Some(*id) && h.path.ends_with("/devices")).collect();
+        assert!(lists.len() == 1 && lists[0].status == Some(200), "{id}: one device list, answered:\n{log}");
+    }
+    assert!(hits.iter().all(|h| h.status == Some(200)), "nothing refused or failed:\n{log}");
+    let busiest = busiest_minute(&hits.iter().map(|h| h.at).collect::<Vec<_>>());
+    assert!(busiest <= 10, "{busiest} hits in one 60-second window:\n{log}");
+}
