@@ -51,9 +51,18 @@ pub struct BridgeOptions {
     pub cleanup_window: Duration,
 }
 
-/// What is published for one system: topic → payload.
+/// What is published for one system: topic → a hash of the payload, enough to tell a change.
+/// (Discovery configs are large: keeping every payload of a thousand systems took tens of MiB.
+/// When everything must go out again, the payloads are rebuilt from the newest snapshots.)
 #[derive(Debug, Default, Clone)]
 struct Published {
+    configs: BTreeMap<String, u64>,
+    states: BTreeMap<String, u64>,
+}
+
+/// The bridge's own configs and states, kept whole (a handful).
+#[derive(Debug, Default, Clone)]
+struct Own {
     configs: BTreeMap<String, String>,
     states: BTreeMap<String, String>,
 }
@@ -66,7 +75,7 @@ pub struct Bridge {
     sites: BTreeMap<u64, Published>,
     /// Whether a full list of sites has arrived (orphans are only judged after it has).
     sites_known: bool,
-    bridge: Published,
+    bridge: Own,
     /// Topics to clear (empty retained) as soon as a session is up.
     pending_clear: BTreeSet<String>,
     connected: bool,
@@ -90,7 +99,7 @@ impl Bridge {
             refresh,
             sites: BTreeMap::new(),
             sites_known: false,
-            bridge: Published::default(),
+            bridge: Own::default(),
             pending_clear: BTreeSet::new(),
             connected: false,
             ever_connected: false,
@@ -273,15 +282,20 @@ impl Bridge {
         }
     }
 
-    /// Publishes what changed for one site and clears what it no longer has.
-    fn update_site(&mut self, site: &SiteSnapshot) {
+    /// A site's discovery configs and states, topic → payload.
+    fn site_messages(&self, site: &SiteSnapshot) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
         let topics = &self.opts.topics;
         let configs = if self.opts.discovery {
             to_map(discovery::site_configs(site, topics, self.opts.mode))
         } else {
             BTreeMap::new()
         };
-        let states = to_map(state::site_states(site, topics));
+        (configs, to_map(state::site_states(site, topics)))
+    }
+
+    /// Publishes what changed for one site and clears what it no longer has.
+    fn update_site(&mut self, site: &SiteSnapshot) {
+        let (configs, states) = self.site_messages(site);
         let old = self.sites.remove(&site.system_id).unwrap_or_default();
         for topic in old.configs.keys().filter(|t| !configs.contains_key(*t)) {
             self.clear(topic.clone());
@@ -291,17 +305,18 @@ impl Bridge {
         }
         if self.connected {
             for (topic, payload) in &configs {
-                if old.configs.get(topic) != Some(payload) {
+                if old.configs.get(topic) != Some(&hash(payload)) {
                     self.send(topic, payload, true);
                 }
             }
             for (topic, payload) in &states {
-                if old.states.get(topic) != Some(payload) {
+                if old.states.get(topic) != Some(&hash(payload)) {
                     self.send(topic, payload, true);
                 }
             }
         }
-        self.sites.insert(site.system_id, Published { configs, states });
+        let hashed = |m: BTreeMap<String, String>| m.into_iter().map(|(t, p)| (t, hash(&p))).collect();
+        self.sites.insert(site.system_id, Published { configs: hashed(configs), states: hashed(states) });
     }
 
     /// Clears a retained topic now, or as soon as a session is up.
@@ -319,26 +334,19 @@ impl Bridge {
             return;
         }
         self.resync = false;
-        let configs: Vec<(String, String)> = self
-            .bridge
-            .configs
-            .iter()
-            .chain(self.sites.values().flat_map(|p| p.configs.iter()))
-            .map(|(t, p)| (t.clone(), p.clone()))
-            .collect();
-        for (topic, payload) in &configs {
+        // The payloads of every site, rebuilt from the snapshots they were made from.
+        let snapshots: Vec<SiteSnapshot> = {
+            let board = self.board.borrow();
+            self.sites.keys().filter_map(|id| board.sites.get(id).cloned()).collect()
+        };
+        let own = self.bridge.clone();
+        let sites: Vec<_> = snapshots.iter().map(|s| self.site_messages(s)).collect();
+        for (topic, payload) in own.configs.iter().chain(sites.iter().flat_map(|(c, _)| c.iter())) {
             self.send(topic, payload, true);
         }
         let availability = self.opts.topics.bridge_availability();
         self.send(&availability, "online", true);
-        let states: Vec<(String, String)> = self
-            .bridge
-            .states
-            .iter()
-            .chain(self.sites.values().flat_map(|p| p.states.iter()))
-            .map(|(t, p)| (t.clone(), p.clone()))
-            .collect();
-        for (topic, payload) in &states {
+        for (topic, payload) in own.states.iter().chain(sites.iter().flat_map(|(_, s)| s.iter())) {
             self.send(topic, payload, true);
         }
     }
@@ -426,6 +434,14 @@ impl Bridge {
     pub fn needs_resync(&self) -> bool {
         self.resync
     }
+}
+
+/// A payload's fingerprint, to tell whether it changed since it was published.
+fn hash(payload: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut h);
+    h.finish()
 }
 
 fn to_map(messages: Vec<Message>) -> BTreeMap<String, String> {
