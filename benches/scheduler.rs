@@ -127,7 +127,9 @@ impl Ages<'_> {
     }
 }
 
-fn profiles(fleet: &Fleet) -> Vec<SiteProfile> {
+/// What the scheduler is told of each system; on plans with device-level data the inverter read
+/// includes a page of micro telemetry per 20 micros.
+fn profiles(fleet: &Fleet, device_level: bool) -> Vec<SiteProfile> {
     fleet
         .systems()
         .iter()
@@ -137,12 +139,13 @@ fn profiles(fleet: &Fleet) -> Vec<SiteProfile> {
             metered: s.has_meters(),
             battery: s.has_battery(),
             cellular: s.is_cellular(),
+            micro_pages: if device_level { (s.micros().len() as u32).div_ceil(20) } else { 0 },
         })
         .collect()
 }
 
 fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
-    let profiles = profiles(fleet);
+    let profiles = profiles(fleet, sc.plan != "watt");
     let index: BTreeMap<u64, usize> = profiles.iter().enumerate().map(|(i, p)| (p.system_id, i)).collect();
     let mut sched = Scheduler::new(profiles.clone());
     let mut hits = Hits::default();

@@ -33,6 +33,12 @@ use crate::scheduler::{self, Budget, Decision, Outcome, Scheduler, SiteProfile, 
 const INTERVAL_OVERLAP_SECS: i64 = 1800;
 /// How often to look for new tokens while authorization is missing.
 const TOKEN_WATCH: Duration = Duration::from_secs(5);
+/// Micros per page of device-level telemetry (the most the endpoint allows).
+const MICROS_PAGE: u32 = 20;
+/// The device-level endpoint read for per-micro telemetry, as the client names it when denied.
+const MICROS_TELEMETRY: &str = "/systems/{id}/devices/micros/telemetry";
+/// The `kind` of the per-micro intervals on the intervals topic.
+const MICRO_KIND: &str = "micro_production";
 /// A device list that could not be read is asked for again after this long (ms).
 const DEVICES_RETRY_MS: i64 = 10 * 60_000;
 /// A cellular gateway uploads about every 6 hours: it is stale only after this long.
@@ -150,13 +156,16 @@ impl Site {
         self.system.connection_type.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("cellular"))
     }
 
-    fn profile(&self, id: u64) -> SiteProfile {
+    /// What the scheduler needs; `device_level`: per-micro telemetry is read with the inverters.
+    fn profile(&self, id: u64, device_level: bool) -> SiteProfile {
+        let micros = self.devices.as_ref().map_or(0, |d| d.devices.micros.len()) as u32;
         SiteProfile {
             system_id: id,
             timezone: self.system.timezone.clone(),
             metered: self.has_meters(),
             battery: self.has_battery(),
             cellular: self.cellular(),
+            micro_pages: if device_level { micros.div_ceil(MICROS_PAGE) } else { 0 },
         }
     }
 
@@ -402,12 +411,13 @@ impl Poller {
     /// gateway) and tells the scheduler; a failure is logged and tried again later.
     async fn read_devices(&mut self, id: u64) {
         let result = self.api.devices(id as i64).await;
+        let device_level = self.device_level();
         let Some(site) = self.sites.get_mut(&id) else { return };
         site.devices_tried_ms = self.clock.now_ms();
         match result {
             Ok(devices) => {
                 site.devices = Some(devices);
-                let profile = site.profile(id);
+                let profile = site.profile(id, device_level);
                 self.scheduler.set_profile(profile);
             }
             Err(err) => {
@@ -435,6 +445,12 @@ impl Poller {
         }
     }
 
+    /// Whether per-micro telemetry is read: the plan includes device-level data, and Enphase did
+    /// not refuse it (a second 401 on it; then it is not asked for again).
+    fn device_level(&self) -> bool {
+        self.opts.plan.device_level() && !self.api.denied_endpoints().contains(&MICROS_TELEMETRY)
+    }
+
     async fn discover(&mut self, shutdown: &CancellationToken) -> Result<(), ApiError> {
         let systems = if self.opts.systems.is_empty() {
             self.api.all_systems().await?
@@ -453,7 +469,8 @@ impl Poller {
             self.sites.insert(id, Site { system, kept, ..Site::default() });
         }
         tracing::info!(systems = self.sites.len(), "Enphase systems found");
-        self.scheduler = Scheduler::new(self.sites.iter().map(|(id, s)| s.profile(*id)).collect());
+        let device_level = self.device_level();
+        self.scheduler = Scheduler::new(self.sites.iter().map(|(id, s)| s.profile(*id, device_level)).collect());
         let ids: Vec<u64> = self.sites.keys().copied().collect();
         for id in &ids {
             if !self.room_for_one(shutdown).await {
@@ -495,7 +512,8 @@ impl Poller {
         let before = last_report(site);
         let mut errors: Vec<ApiError> = Vec::new();
         let mut new_intervals: Vec<serde_json::Value> = Vec::new();
-        for endpoint in endpoints(site, d.task, now / 1000) {
+        let device_level = self.opts.plan.device_level() && !api.denied_endpoints().contains(&MICROS_TELEMETRY);
+        for endpoint in endpoints(site, d.task, now / 1000, device_level) {
             match fetch(&api, site, id as i64, endpoint, now / 1000, &mut new_intervals).await {
                 Ok(()) => {}
                 Err(err @ (ApiError::BudgetExhausted { .. } | ApiError::RateLimited { .. })) => {
@@ -536,6 +554,13 @@ impl Poller {
         self.status.polls += 1;
         for err in &errors {
             self.note_error(err);
+        }
+        if errors.iter().any(|e| matches!(e, ApiError::NotPermitted { .. })) {
+            // The plan refused an endpoint: what the systems' reads cost changed.
+            let device_level = self.device_level();
+            for (id, site) in &self.sites {
+                self.scheduler.set_profile(site.profile(*id, device_level));
+            }
         }
         if !auth_missing {
             if !self.status.authorization_ok {
@@ -600,7 +625,8 @@ impl Poller {
             }
             None => self.sites.keys().copied().collect(),
         };
-        let needed: u32 = ids.iter().filter_map(|id| self.sites.get(id)).map(|s| s.profile(0).cost(Task::Power)).sum();
+        let needed: u32 =
+            ids.iter().filter_map(|id| self.sites.get(id)).map(|s| s.profile(0, false).cost(Task::Power)).sum();
         let ledger = self.api.ledger().snapshot();
         let minute_left = ledger.minute_limit.saturating_sub(ledger.minute_used);
         if ledger.month_left() < needed || minute_left < needed {
@@ -664,10 +690,12 @@ enum Endpoint {
     Import,
     Export,
     Inverters,
+    /// Device-level telemetry of every micro, all pages.
+    MicrosTelemetry,
 }
 
 /// The endpoints a task reads on a site; their count is the task's cost in `SiteProfile::cost`.
-fn endpoints(site: &Site, task: Task, now_secs: i64) -> Vec<Endpoint> {
+fn endpoints(site: &Site, task: Task, now_secs: i64, device_level: bool) -> Vec<Endpoint> {
     let metered = site.has_meters();
     let battery = site.has_battery();
     let mut list = Vec::new();
@@ -712,7 +740,14 @@ fn endpoints(site: &Site, task: Task, now_secs: i64) -> Vec<Endpoint> {
                 list.push(Endpoint::Battery);
             }
         }
-        Task::Inverters => list.push(Endpoint::Inverters),
+        Task::Inverters => {
+            // The summary names each micro and carries its lifetime energy; on plans with
+            // device-level data its 5-minute series follow (one hit per 20 micros).
+            list.push(Endpoint::Inverters);
+            if device_level {
+                list.push(Endpoint::MicrosTelemetry);
+            }
+        }
     }
     list
 }
@@ -781,6 +816,53 @@ async fn fetch(
         Endpoint::Import => site.import_lifetime = Some(api.import_lifetime(id, None, None).await?),
         Endpoint::Export => site.export_lifetime = Some(api.export_lifetime(id, None, None).await?),
         Endpoint::Inverters => site.inverters = Some(api.inverters_summary(id).await?),
+        Endpoint::MicrosTelemetry => {
+            let q = since(MICRO_KIND)
+                .unwrap_or_else(|| TelemetryQuery::since(now_secs - 86_400))
+                .with_granularity(Granularity::Day);
+            let last = site.kept.last_interval.get(MICRO_KIND).copied().unwrap_or(i64::MIN);
+            // An upload may land between two pages: only buckets every page has are complete,
+            // the rest come with the next read.
+            let mut complete = i64::MAX;
+            // end_at → serial → (Wh, W): one message per bucket with every micro in it.
+            let mut buckets: BTreeMap<i64, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+            let mut page = 1;
+            loop {
+                let answer = api.micros_telemetry(id, page, MICROS_PAGE, q.clone()).await?;
+                let page_newest = answer.devices.iter().flat_map(|d| d.intervals.iter().filter_map(|i| i.end_at)).max();
+                complete = complete.min(page_newest.unwrap_or(i64::MAX));
+                for series in &answer.devices {
+                    let Some(serial) = series.serial_number.as_deref() else { continue };
+                    for i in &series.intervals {
+                        let (Some(end), Some(wh)) = (i.end_at, i.enwh) else { continue };
+                        if end <= last {
+                            continue;
+                        }
+                        let power = i.powr.unwrap_or(wh * 12);
+                        buckets
+                            .entry(end)
+                            .or_default()
+                            .insert(serial.to_string(), serde_json::json!({ "energy_wh": wh, "power_w": power }));
+                    }
+                }
+                // A page per 20 micros; a lenient answer that never says "last page" stops at 50.
+                if !answer.has_more() || page >= 50 {
+                    break;
+                }
+                page += 1;
+            }
+            let mut newest = last;
+            for (end, micros) in buckets.into_iter().filter(|(end, _)| *end <= complete) {
+                newest = newest.max(end);
+                let wh: i64 = micros.values().filter_map(|m| m["energy_wh"].as_i64()).sum();
+                let mut interval = interval_json(id, MICRO_KIND, end, 300, wh);
+                interval["micros"] = serde_json::Value::Object(micros);
+                intervals.push(interval);
+            }
+            if newest > last {
+                site.kept.last_interval.insert(MICRO_KIND.to_string(), newest);
+            }
+        }
     }
     Ok(())
 }
@@ -801,7 +883,12 @@ fn push_interval(
         return;
     }
     site.kept.last_interval.insert(kind.to_string(), end_at);
-    out.push(serde_json::json!({
+    out.push(interval_json(id, kind, end_at, duration_s, wh));
+}
+
+/// One interval as published on the intervals topic.
+fn interval_json(id: i64, kind: &str, end_at: i64, duration_s: i64, wh: i64) -> serde_json::Value {
+    serde_json::json!({
         "system_id": id,
         "kind": kind,
         "end_at": crate::home_assistant::state::iso8601(end_at),
@@ -809,5 +896,5 @@ fn push_interval(
         "duration_s": duration_s,
         "energy_wh": wh,
         "power_w": wh * 3600 / duration_s,
-    }));
+    })
 }

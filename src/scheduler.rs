@@ -73,6 +73,9 @@ pub struct SiteProfile {
     pub battery: bool,
     /// The gateway uploads over a cellular modem (about every 6 hours).
     pub cellular: bool,
+    /// Pages of device-level micro telemetry read with the inverter data (20 micros a page;
+    /// 0 when the plan has no device-level access).
+    pub micro_pages: u32,
 }
 
 impl SiteProfile {
@@ -82,7 +85,7 @@ impl SiteProfile {
             Task::Power => 1,
             Task::Energy => 1 + 3 * u32::from(self.metered) + u32::from(self.battery),
             Task::Intervals => 1 + u32::from(self.metered) + u32::from(self.battery),
-            Task::Inverters => 1,
+            Task::Inverters => 1 + self.micro_pages,
         }
     }
 }
@@ -683,7 +686,14 @@ mod tests {
     const T0: i64 = 1_793_577_600_000;
 
     fn micro_site() -> SiteProfile {
-        SiteProfile { system_id: 1, timezone: Some("UTC".into()), metered: false, battery: false, cellular: false }
+        SiteProfile {
+            system_id: 1,
+            timezone: Some("UTC".into()),
+            metered: false,
+            battery: false,
+            cellular: false,
+            micro_pages: 0,
+        }
     }
 
     fn budget(now: i64, left: u32) -> Budget {

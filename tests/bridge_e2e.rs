@@ -57,6 +57,12 @@ struct Rig {
 
 impl Rig {
     async fn new(opts: SimOptions, login: Login) -> Self {
+        let plan = opts.plan.to_string().to_lowercase();
+        Self::with_config_plan(opts, login, &plan).await
+    }
+
+    /// A rig whose bridge believes the app is on `plan`, whatever the simulator enforces.
+    async fn with_config_plan(opts: SimOptions, login: Login, plan: &str) -> Self {
         init_logging();
         let sim = sim(opts.clone()).await;
         let broker = Broker::start();
@@ -77,7 +83,7 @@ impl Rig {
             opts.api_key,
             opts.client_id,
             opts.client_secret,
-            opts.plan.to_string().to_lowercase(),
+            plan,
             sim.base_url,
             broker.port,
             dir.path().join("state").display()
@@ -973,7 +979,8 @@ async fn new_intervals_are_published_once_each_and_not_retained() {
         assert_eq!(i["system_id"], id, "{}", m.payload);
         let kind = i["kind"].as_str().expect("kind").to_string();
         assert!(
-            ["production", "consumption", "battery_charge", "battery_discharge"].contains(&kind.as_str()),
+            ["production", "consumption", "battery_charge", "battery_discharge", "micro_production"]
+                .contains(&kind.as_str()),
             "{kind}"
         );
         let end = epoch(i["end_at"].as_str().expect("end_at"));
@@ -982,10 +989,21 @@ async fn new_intervals_are_published_once_each_and_not_retained() {
             (i["energy_wh"].as_i64().unwrap(), i["power_w"].as_i64().unwrap(), i["duration_s"].as_i64().unwrap());
         assert!(wh >= 0 && w == wh * 3600 / dur, "{}", m.payload);
         assert!(seen.insert((id, kind.clone(), end)), "published twice: {}", m.payload);
+        let sys = rig.sim.sim.fleet().get(id).unwrap();
         if kind == "production" {
-            let model = rig.sim.sim.fleet().get(id).unwrap().micro_buckets(end - 300, end);
+            let model = sys.micro_buckets(end - 300, end);
             assert_eq!(model.len(), 1);
             assert_eq!(model[0].enwh, wh, "system {id} at {}: the model's energy", iso(end));
+        }
+        if kind == "micro_production" {
+            // The partner plan has device-level data: one message per bucket, every micro in it.
+            let micros = i["micros"].as_object().expect("micros");
+            let serials: BTreeSet<&str> = sys.micros().iter().map(|m| m.serial.as_str()).collect();
+            assert!(!micros.is_empty() && micros.keys().all(|k| serials.contains(k.as_str())), "{}", m.payload);
+            let sum: i64 = micros.values().map(|v| v["energy_wh"].as_i64().unwrap()).sum();
+            assert_eq!(sum, wh, "the bucket's energy is its micros' sum: {}", m.payload);
+            let model = sys.micro_buckets(end - 300, end)[0].enwh;
+            assert!((sum - model).abs() <= micros.len() as i64, "{sum} Wh, the model {model} Wh: {}", m.payload);
         }
         kinds.entry((id, kind)).or_default().push(end);
     }
@@ -1011,6 +1029,41 @@ async fn new_intervals_are_published_once_each_and_not_retained() {
     assert!(battery_reads >= 3, "{battery_reads} battery reads");
     assert!(kinds.contains_key(&(C, "battery_charge".to_string())), "{:?}", kinds.keys());
     assert!(kinds.contains_key(&(B, "consumption".to_string())), "{:?}", kinds.keys());
+    for id in [A, B, C] {
+        assert!(kinds.contains_key(&(id, "micro_production".to_string())), "{id}: {:?}", kinds.keys());
+        let pages = hits.iter().filter(|h| h.system() == Some(id) && h.path.ends_with("/devices/micros/telemetry"));
+        assert!(pages.clone().all(|h| h.status == Some(200)), "device-level reads answered");
+    }
+}
+
+/// An app on the Watt plan configured as Kilowatt: the per-micro telemetry is refused with a 401,
+/// the token is refreshed and the call retried once, a second 401 ends it for good (said in
+/// `bridge/info`), and everything else goes on being read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_on_device_level_data_stops_those_calls_and_nothing_else() {
+    let start = next_local_hour(tz_of(A), 15, real_now() + HOUR);
+    let opts = starting_at(SimOptions { systems: 1, plan: SimPlan::Watt, ..SimOptions::default() }, start, 3600.0);
+    let rig = Rig::with_config_plan(opts, Login::Code, "kilowatt").await;
+    let rec = Recorder::start(rig.broker.port, &["enphase/#"], rig.sim.sim.clone()).await;
+    let t0 = rig.now();
+    let running = rig.start().await;
+    rig.run_until(t0 + 30 * HOUR, Duration::from_secs(60)).await;
+    running.stop().await;
+    let hits = rig.hits().await;
+    let log: String = hits.iter().map(|h| format!("{} {} {:?}\n", iso(h.at), h.path, h.status)).collect();
+    let device_level: Vec<&Hit> = hits.iter().filter(|h| h.path.contains("/devices/micros")).collect();
+    assert_eq!(device_level.len(), 2, "asked, refused, asked again with a new token, never again:\n{log}");
+    assert!(device_level.iter().all(|h| h.status == Some(401)), "{log}");
+    let refresh = hits.iter().position(|h| h.is_token() && h.at >= device_level[0].at).expect("a refresh");
+    assert!(hits[refresh].at <= device_level[1].at, "the token was refreshed between the two:\n{log}");
+    let others: Vec<&Hit> = hits.iter().filter(|h| h.is_api() && !h.path.contains("/devices/micros")).collect();
+    assert!(others.iter().all(|h| h.status == Some(200)), "nothing else refused:\n{log}");
+    let inverter_reads = others.iter().filter(|h| h.path.contains("inverters_summary")).count();
+    assert!(inverter_reads >= 2, "the inverters summary is still read ({inverter_reads}):\n{log}");
+    let power_after = others.iter().filter(|h| h.is_power_read() && h.at > device_level[1].at + DAY / 2).count();
+    assert!(power_after >= 3, "power reads went on the next day ({power_after}):\n{log}");
+    let info = rec.on("enphase/bridge/info").last().unwrap().json();
+    assert_eq!(info["denied_endpoints"], json!(["/systems/{id}/devices/micros/telemetry"]), "{info}");
 }
 
 // ---------------------------------------------------------------------------------------------
