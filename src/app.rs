@@ -79,15 +79,19 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let clock = match &cli.clock_url {
+        Some(url) => crate::simulator::follow(url).await?,
+        None => clock::system(),
+    };
     match cli.command {
         Command::CheckConfig => check_config(&cli.config),
         Command::Run => {
             let config = load_config(&cli.config)?;
-            run_bridge(config, clock::system()).await
+            run_bridge(config, clock).await
         }
         Command::Auth(cmd) => {
             let config = load_config(&cli.config)?;
-            auth(cmd, &config, clock::system()).await
+            auth(cmd, &config, clock).await
         }
         Command::Simulate(args) => simulate(args).await,
         Command::Demo(args) => crate::demo::run(args).await,

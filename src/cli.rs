@@ -13,6 +13,11 @@ pub struct Cli {
     #[arg(short, long, global = true, env = "ENPHASE_MQTT_CONFIG", default_value = "config.yaml")]
     pub config: PathBuf,
 
+    /// Keep the time of the simulator at this URL (`simulate`, possibly sped up) instead of the
+    /// system clock: for end-to-end tests of `run` and `auth` against a simulated cloud.
+    #[arg(long, global = true, hide = true, value_name = "URL")]
+    pub clock_url: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -127,7 +127,7 @@ pub(crate) async fn clear_hits(State(sim): State<Simulator>) -> Response {
 
 /// `GET /admin/clock`.
 pub(crate) async fn clock(State(sim): State<Simulator>) -> Response {
-    Json(json!({ "now": sim.now_secs(), "speed": sim.speed() })).into_response()
+    Json(json!({ "now": sim.now_secs(), "now_ms": sim.now_ms(), "speed": sim.speed() })).into_response()
 }
 
 /// `POST /admin/clock {"speed", "offset_secs"}`: either may be left out; the offset is added to
@@ -154,7 +154,7 @@ pub(crate) async fn set_clock(State(sim): State<Simulator>, body: Bytes) -> Resp
     };
     sim.adjust_clock(speed, offset);
     info!(speed = sim.speed(), offset_secs = offset, now = sim.now_secs(), "simulated clock adjusted");
-    Json(json!({ "now": sim.now_secs(), "speed": sim.speed() })).into_response()
+    Json(json!({ "now": sim.now_secs(), "now_ms": sim.now_ms(), "speed": sim.speed() })).into_response()
 }
 
 /// `GET /admin/tokens`.

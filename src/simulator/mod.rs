@@ -11,6 +11,7 @@
 mod admin;
 mod api;
 mod errors;
+mod follow;
 mod gate;
 pub mod model;
 mod oauth;
@@ -34,6 +35,7 @@ use tracing::{info, warn};
 
 use crate::clock::SharedClock;
 
+pub use follow::{FollowedClock, follow};
 pub use gate::{FaultKind, Target};
 pub use model::{Fleet, SimSystem, SystemKind, SystemSnapshot};
 

@@ -147,8 +147,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `enphase-mqtt -c <config> run`.
     pub fn spawn(setup: &Setup) -> Self {
+        Self::spawn_args(setup, &["run"])
+    }
+
+    /// Starts `enphase-mqtt -c <config> <args>` (`run` with more options).
+    pub fn spawn_args(setup: &Setup, args: &[&str]) -> Self {
         use tokio::io::AsyncBufReadExt;
-        let mut child = setup.spawn(&["run"]);
+        let mut child = setup.spawn(args);
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let sink = log.clone();
         let stderr = child.stderr.take().unwrap();
