@@ -269,8 +269,8 @@ impl Bridge {
             BridgeInput::Status(status) => {
                 self.board.send_modify(|b| b.status = Some(status.clone()));
                 let info = state::bridge_info(&status, &self.opts.topics);
-                self.bridge.states.insert(info.topic.clone(), info.payload.clone());
-                if self.connected {
+                let old = self.bridge.states.insert(info.topic.clone(), info.payload.clone());
+                if self.connected && old.as_ref() != Some(&info.payload) {
                     self.send(&info.topic, &info.payload, info.retain);
                 }
             }

@@ -22,6 +22,13 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn real_wait(&self, ms: i64) -> std::time::Duration {
         std::time::Duration::from_millis(ms.max(0) as u64)
     }
+
+    /// The longest a planned wait should run before looking at the clock again: a waiting timer
+    /// does not see the clock jump (a suspend and resume, a stepped system clock, a simulator
+    /// moved on or sped up).
+    fn recheck_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
+    }
 }
 
 /// A shared, dynamically chosen clock.

@@ -405,19 +405,22 @@ impl SiteSnapshot {
     /// Keeps every lifetime counter from going below the value in `previous` (the last snapshot of
     /// the same system): Home Assistant reads any drop of a `total_increasing` sensor as a meter
     /// reset and books the whole new value as fresh energy (HA core #140602, #169978). Daily
-    /// counters are left alone, they reset at midnight. Returns the names of the counters held.
+    /// counters are left alone, they reset at midnight. A counter not read yet takes the previous
+    /// value. Returns the names of the counters held back.
     pub fn keep_totals_from(&mut self, previous: &SiteSnapshot) -> Vec<String> {
         let mut held = Vec::new();
         if previous.system_id != self.system_id {
             return held;
         }
-        let mut hold = |name: &str, now: &mut Option<i64>, before: Option<i64>| {
-            if let (Some(n), Some(b)) = (*now, before)
-                && n < b
-            {
+        let mut hold = |name: &str, now: &mut Option<i64>, before: Option<i64>| match (*now, before) {
+            (Some(n), Some(b)) if n < b => {
                 *now = Some(b);
                 held.push(name.to_owned());
             }
+            // Not read yet (a restart announces systems before reading them): the last total
+            // stands, rather than an unknown in the energy statistics.
+            (None, Some(b)) => *now = Some(b),
+            _ => {}
         };
         hold(
             "production_energy_lifetime",
@@ -1051,7 +1054,7 @@ mod tests {
         assert_eq!(now.production.energy_lifetime_wh, Some(8_413_221));
         assert_eq!(now.production.energy_today_wh, Some(0), "daily counters reset");
         assert_eq!(now.grid.import_energy_wh, Some(70_000), "a rise passes");
-        assert_eq!(now.battery.discharged_energy_wh, None, "unknown stays unknown");
+        assert_eq!(now.battery.discharged_energy_wh, before.battery.discharged_energy_wh, "not read yet: the last");
 
         let before = system_a();
         let mut now = system_a();

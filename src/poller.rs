@@ -290,6 +290,7 @@ impl Poller {
             if let Some(at) = self.next_midnight_ms(now) {
                 wait = wait.min(self.clock.real_wait(at - now));
             }
+            wait = wait.min(self.clock.recheck_every());
             if !self.status.authorization_ok {
                 // Watch for new tokens (`auth login`, the web page): checking costs no hits.
                 wait = wait.min(TOKEN_WATCH);
@@ -386,17 +387,17 @@ impl Poller {
         }
     }
 
-    /// Waits until one more hit fits the 60-second window (and any pause Enphase asked for);
+    /// Waits until `hits` more fit the 60-second window (and any pause Enphase asked for);
     /// `false` when the month's hits are gone or on shutdown. At start-up a large fleet needs
     /// more calls than a minute allows: they wait their turn instead of being refused.
-    async fn room_for_one(&self, shutdown: &CancellationToken) -> bool {
+    async fn room_for(&self, hits: u32, shutdown: &CancellationToken) -> bool {
         loop {
             let now = self.clock.now_ms();
             let budget = self.budget(now);
-            if budget.month_left == 0 {
+            if budget.month_left < hits {
                 return false;
             }
-            let at = budget.fits_at(now.max(budget.next_free_ms), 1);
+            let at = budget.fits_at(now.max(budget.next_free_ms), hits);
             if at <= now {
                 return true;
             }
@@ -471,17 +472,25 @@ impl Poller {
         tracing::info!(systems = self.sites.len(), "Enphase systems found");
         let device_level = self.device_level();
         self.scheduler = Scheduler::new(self.sites.iter().map(|(id, s)| s.profile(*id, device_level)).collect());
+        // Every system is announced from the list at once, without a hit: its name, status,
+        // last report and energy. (A large fleet needs minutes for what follows.)
+        let now = self.clock.now_secs();
+        let stale = self.opts.stale_after;
+        for (id, site) in &mut self.sites {
+            let _ = self.out.send(BridgeInput::Site(Box::new(site.snapshot(*id, now, stale)))).await;
+        }
+        // Then each system's device list and a first power reading, as the minute window allows,
+        // and at the end the full list, so the bridge can drop systems no longer visible.
         let ids: Vec<u64> = self.sites.keys().copied().collect();
-        for id in &ids {
-            if !self.room_for_one(shutdown).await {
+        for id in ids {
+            if !self.room_for(1, shutdown).await {
                 break;
             }
-            self.read_devices(*id).await;
-        }
-        // A first power reading of every system, then the full list so the bridge can drop
-        // systems no longer visible.
-        for id in ids {
-            if !self.room_for_one(shutdown).await {
+            self.read_devices(id).await;
+            let device_level = self.device_level();
+            let cost =
+                self.sites.get(&id).map_or(1, |s| endpoints(s, Task::Power, self.clock.now_secs(), device_level).len());
+            if !self.room_for(cost as u32, shutdown).await {
                 break;
             }
             let now = self.clock.now_ms();

@@ -1105,7 +1105,7 @@ async fn a_bridge_started_mid_morning_keeps_polling_through_the_afternoon() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_larger_than_a_minute_allows_is_read_whole_at_start_up() {
     let start = next_local_hour(tz_of(A), 12, real_now() + HOUR);
-    let opts = starting_at(SimOptions { systems: 12, plan: SimPlan::Watt, ..SimOptions::default() }, start, 600.0);
+    let opts = starting_at(SimOptions { systems: 12, plan: SimPlan::Watt, ..SimOptions::default() }, start, 100.0);
     let rig = Rig::new(opts, Login::Code).await;
     let rec = Recorder::start(rig.broker.port, &["enphase/+/state"], rig.sim.sim.clone()).await;
     let fleet: Vec<(u64, bool)> =

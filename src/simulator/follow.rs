@@ -46,6 +46,10 @@ impl Clock for FollowedClock {
         let speed = self.anchor.lock().unwrap_or_else(|e| e.into_inner()).speed;
         Duration::from_secs_f64(ms.max(0) as f64 / 1000.0 / speed)
     }
+
+    fn recheck_every(&self) -> Duration {
+        Duration::from_millis(200)
+    }
 }
 
 /// Reads the simulator's clock: its now (ms) and speed.
