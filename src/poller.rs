@@ -510,6 +510,7 @@ impl Poller {
         let id = d.system_id;
         let api = self.api.clone();
         let now = self.clock.now_ms();
+        let device_level = self.device_level();
         let site = self.sites.get_mut(&id)?;
         // The floor between power polls, whatever the budget allows.
         if d.task == Task::Power && site.last_power_ms > 0 {
@@ -521,7 +522,6 @@ impl Poller {
         let before = last_report(site);
         let mut errors: Vec<ApiError> = Vec::new();
         let mut new_intervals: Vec<serde_json::Value> = Vec::new();
-        let device_level = self.opts.plan.device_level() && !api.denied_endpoints().contains(&MICROS_TELEMETRY);
         for endpoint in endpoints(site, d.task, now / 1000, device_level) {
             match fetch(&api, site, id as i64, endpoint, now / 1000, &mut new_intervals).await {
                 Ok(()) => {}
