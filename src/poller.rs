@@ -128,6 +128,8 @@ struct Site {
     last_power_ms: i64,
     /// When the device list was last asked for (ms).
     devices_tried_ms: i64,
+    /// Endpoints whose parameters Enphase refused (422), and until when they are left alone (ms).
+    resting: BTreeMap<Endpoint, i64>,
 }
 
 impl Site {
@@ -533,6 +535,22 @@ impl Poller {
                     errors.push(err);
                     break;
                 }
+                Err(err @ ApiError::InvalidRequest { .. }) => {
+                    // The parameters were refused: never ask the same again soon. An interval read
+                    // starts afresh from its default window; the power reads rest for an hour, the
+                    // rest (a battery or inverter read of a site that has none) for a day.
+                    tracing::warn!(system_id = id, ?endpoint, error = %err, "request refused as invalid");
+                    match endpoint.interval_kind() {
+                        Some(kind) => {
+                            site.kept.last_interval.remove(kind);
+                        }
+                        None => {
+                            let rest = if matches!(endpoint, Endpoint::Summary | Endpoint::Latest) { 1 } else { 24 };
+                            site.resting.insert(endpoint, now + rest * 3_600_000);
+                        }
+                    }
+                    errors.push(err);
+                }
                 Err(err) => errors.push(err),
             }
         }
@@ -542,7 +560,9 @@ impl Poller {
         }
         let after = last_report(site);
         let outcome = Outcome {
-            ok: errors.iter().all(|e| matches!(e, ApiError::NotPermitted { .. })),
+            // Refusals of the plan or of the parameters are not retried soon: the request will
+            // not change by waiting a few minutes (see above for what changes it).
+            ok: errors.iter().all(|e| matches!(e, ApiError::NotPermitted { .. } | ApiError::InvalidRequest { .. })),
             last_report_at: after,
             production_w: site.summary.as_ref().and_then(|s| s.current_power),
             intervals: new_intervals
@@ -687,7 +707,7 @@ impl Poller {
 }
 
 /// One endpoint the poller reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Endpoint {
     Summary,
     Latest,
@@ -703,8 +723,28 @@ enum Endpoint {
     MicrosTelemetry,
 }
 
-/// The endpoints a task reads on a site; their count is the task's cost in `SiteProfile::cost`.
+impl Endpoint {
+    /// The interval kind an interval read keeps its place for (`Kept::last_interval`).
+    fn interval_kind(self) -> Option<&'static str> {
+        match self {
+            Endpoint::ProductionMicro => Some("production"),
+            Endpoint::ConsumptionMeter => Some("consumption"),
+            Endpoint::Battery => Some("battery_charge"),
+            Endpoint::MicrosTelemetry => Some(MICRO_KIND),
+            _ => None,
+        }
+    }
+}
+
+/// The endpoints a task reads on a site (less those resting after a refusal of their
+/// parameters); their count is the task's cost in `SiteProfile::cost`.
 fn endpoints(site: &Site, task: Task, now_secs: i64, device_level: bool) -> Vec<Endpoint> {
+    let mut list = task_endpoints(site, task, now_secs, device_level);
+    list.retain(|e| site.resting.get(e).is_none_or(|until| *until <= now_secs * 1000));
+    list
+}
+
+fn task_endpoints(site: &Site, task: Task, now_secs: i64, device_level: bool) -> Vec<Endpoint> {
     let metered = site.has_meters();
     let battery = site.has_battery();
     let mut list = Vec::new();

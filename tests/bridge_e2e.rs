@@ -1133,3 +1133,30 @@ async fn a_fleet_larger_than_a_minute_allows_is_read_whole_at_start_up() {
     let busiest = busiest_minute(&hits.iter().map(|h| h.at).collect::<Vec<_>>());
     assert!(busiest <= 10, "{busiest} hits in one 60-second window:\n{log}");
 }
+
+/// A 422 is never retried unchanged: an interval read whose start Enphase refuses (here a place
+/// kept by an earlier run whose clock ran a day ahead) starts afresh from its default window at its
+/// next turn, instead of repeating the refused request every few minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_interval_start_is_not_asked_again_and_the_next_read_starts_afresh() {
+    let start = next_local_hour(tz_of(A), 15, real_now() + HOUR);
+    let opts = starting_at(SimOptions { systems: 1, plan: SimPlan::Partner, ..SimOptions::default() }, start, 1500.0);
+    let rig = Rig::new(opts, Login::Password).await;
+    let ahead = rig.now() + DAY;
+    let kept = json!({ A.to_string(): { "last_interval": { "production": ahead } } });
+    std::fs::write(rig.config.state_dir.join("totals.json"), kept.to_string()).unwrap();
+    let rec = Recorder::start(rig.broker.port, &["enphase/+/intervals"], rig.sim.sim.clone()).await;
+    let t0 = rig.now();
+    let running = rig.start().await;
+    let tz = rig.tz(A);
+    rig.run_until(next_local_hour(tz, 23, t0), Duration::from_secs(40)).await;
+    running.stop().await;
+    let hits = rig.hits().await;
+    let log: String = hits.iter().map(|h| format!("{} {} {:?}\n", local(tz, h.at), h.path, h.status)).collect();
+    let reads: Vec<&Hit> = hits.iter().filter(|h| h.path.ends_with("/telemetry/production_micro")).collect();
+    assert_eq!(reads[0].status, Some(422), "the start a day ahead is refused:\n{log}");
+    assert_eq!(reads.iter().filter(|h| h.status == Some(422)).count(), 1, "and never asked again:\n{log}");
+    assert!(reads.len() >= 2 && reads[1].at >= reads[0].at + 2 * HOUR, "the next read at its turn, after dusk:\n{log}");
+    assert_eq!(reads[1].status, Some(200), "{log}");
+    assert!(rec.on(&format!("enphase/{A}/intervals")).len() >= 12, "intervals published again:\n{log}");
+}
