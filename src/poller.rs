@@ -523,7 +523,7 @@ impl Poller {
         }
         let before = last_report(site);
         let mut errors: Vec<ApiError> = Vec::new();
-        let mut new_intervals: Vec<serde_json::Value> = Vec::new();
+        let mut new_intervals = NewIntervals::default();
         for endpoint in endpoints(site, d.task, now / 1000, device_level) {
             match fetch(&api, site, id as i64, endpoint, now / 1000, &mut new_intervals).await {
                 Ok(()) => {}
@@ -565,11 +565,7 @@ impl Poller {
             ok: errors.iter().all(|e| matches!(e, ApiError::NotPermitted { .. } | ApiError::InvalidRequest { .. })),
             last_report_at: after,
             production_w: site.summary.as_ref().and_then(|s| s.current_power),
-            intervals: new_intervals
-                .iter()
-                .filter(|i| i["kind"] == "production")
-                .filter_map(|i| Some((i["end_at_epoch"].as_i64()?, i["energy_wh"].as_i64()?)))
-                .collect(),
+            intervals: std::mem::take(&mut new_intervals.production),
         };
         let auth_missing = errors.iter().any(|e| matches!(e, ApiError::AuthorizationNeeded { .. }));
         let wait = errors.iter().filter_map(|e| self.wait_hint(e)).max();
@@ -605,8 +601,8 @@ impl Poller {
         tracing::debug!(system_id = id, task = ?d.task, new_upload = after > before, errors = errors.len(), "poll");
         let _ = self.out.send(BridgeInput::Site(Box::new(snap))).await;
         let topic = self.opts.intervals_topic.replace("{id}", &id.to_string());
-        for interval in new_intervals {
-            let msg = Message { topic: topic.clone(), payload: interval.to_string(), retain: false };
+        for payload in new_intervals.payloads {
+            let msg = Message { topic: topic.clone(), payload, retain: false };
             let _ = self.out.send(BridgeInput::Publish(msg)).await;
         }
         self.save_totals();
@@ -818,7 +814,7 @@ async fn fetch(
     id: i64,
     endpoint: Endpoint,
     now_secs: i64,
-    intervals: &mut Vec<serde_json::Value>,
+    intervals: &mut NewIntervals,
 ) -> Result<(), ApiError> {
     let since =
         |kind: &str| site.kept.last_interval.get(kind).map(|end| TelemetryQuery::since(end - INTERVAL_OVERLAP_SECS));
@@ -873,8 +869,8 @@ async fn fetch(
             // An upload may land between two pages: only buckets every page has are complete,
             // the rest come with the next read.
             let mut complete = i64::MAX;
-            // end_at → serial → (Wh, W): one message per bucket with every micro in it.
-            let mut buckets: BTreeMap<i64, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+            // end_at → (serial, Wh, W) of every micro: one message per bucket with all of them.
+            let mut buckets: BTreeMap<i64, Vec<(String, i64, i64)>> = BTreeMap::new();
             let mut page = 1;
             loop {
                 let answer = api.micros_telemetry(id, page, MICROS_PAGE, q.clone()).await?;
@@ -884,14 +880,10 @@ async fn fetch(
                     let Some(serial) = series.serial_number.as_deref() else { continue };
                     for i in &series.intervals {
                         let (Some(end), Some(wh)) = (i.end_at, i.enwh) else { continue };
-                        if end <= last {
-                            continue;
+                        if end > last {
+                            let power = i.powr.unwrap_or(wh * 12);
+                            buckets.entry(end).or_default().push((serial.to_string(), wh, power));
                         }
-                        let power = i.powr.unwrap_or(wh * 12);
-                        buckets
-                            .entry(end)
-                            .or_default()
-                            .insert(serial.to_string(), serde_json::json!({ "energy_wh": wh, "power_w": power }));
                     }
                 }
                 // A page per 20 micros; a lenient answer that never says "last page" stops at 50.
@@ -903,10 +895,11 @@ async fn fetch(
             let mut newest = last;
             for (end, micros) in buckets.into_iter().filter(|(end, _)| *end <= complete) {
                 newest = newest.max(end);
-                let wh: i64 = micros.values().filter_map(|m| m["energy_wh"].as_i64()).sum();
-                let mut interval = interval_json(id, MICRO_KIND, end, 300, wh);
-                interval["micros"] = serde_json::Value::Object(micros);
-                intervals.push(interval);
+                // Night buckets (nothing produced anywhere) are not worth a message each.
+                if micros.iter().all(|(_, wh, w)| *wh == 0 && *w == 0) {
+                    continue;
+                }
+                intervals.payloads.push(micro_interval_json(id, end, &micros));
             }
             if newest > last {
                 site.kept.last_interval.insert(MICRO_KIND.to_string(), newest);
@@ -925,14 +918,42 @@ fn push_interval(
     end_at: i64,
     duration_s: i64,
     energy_wh: Option<i64>,
-    out: &mut Vec<serde_json::Value>,
+    out: &mut NewIntervals,
 ) {
     let Some(wh) = energy_wh else { return };
     if site.kept.last_interval.get(kind).is_some_and(|last| end_at <= *last) {
         return;
     }
     site.kept.last_interval.insert(kind.to_string(), end_at);
-    out.push(interval_json(id, kind, end_at, duration_s, wh));
+    if kind == "production" {
+        out.production.push((end_at, wh));
+    }
+    out.payloads.push(interval_json(id, kind, end_at, duration_s, wh).to_string());
+}
+
+/// New intervals a read found: the payloads to publish, and the production ones for the scheduler.
+#[derive(Debug, Default)]
+struct NewIntervals {
+    payloads: Vec<String>,
+    /// `(end_at, Wh)` of each new production interval.
+    production: Vec<(i64, i64)>,
+}
+
+/// One bucket of every micro's production, written out directly: a day of a large system's
+/// buckets is thousands of values, and a JSON tree of them would take megabytes for a moment.
+fn micro_interval_json(id: i64, end_at: i64, micros: &[(String, i64, i64)]) -> String {
+    use std::fmt::Write;
+    let wh: i64 = micros.iter().map(|(_, wh, _)| wh).sum();
+    let mut out = interval_json(id, MICRO_KIND, end_at, 300, wh).to_string();
+    out.pop(); // the closing brace
+    out.push_str(",\"micros\":{");
+    for (k, (serial, wh, w)) in micros.iter().enumerate() {
+        let key = serde_json::Value::from(serial.as_str());
+        let comma = if k == 0 { "" } else { "," };
+        let _ = write!(out, "{comma}{key}:{{\"energy_wh\":{wh},\"power_w\":{w}}}");
+    }
+    out.push_str("}}");
+    out
 }
 
 /// One interval as published on the intervals topic.
@@ -946,4 +967,22 @@ fn interval_json(id: i64, kind: &str, end_at: i64, duration_s: i64, wh: i64) -> 
         "energy_wh": wh,
         "power_w": wh * 3600 / duration_s,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_micro_bucket_is_valid_json_with_every_micro_and_their_sum() {
+        let micros = vec![("482610000060".to_string(), 13, 160), ("odd \"serial\"".to_string(), 14, 169)];
+        let text = micro_interval_json(4_210_002, 1_795_993_500, &micros);
+        let v: serde_json::Value = serde_json::from_str(&text).expect(&text);
+        assert_eq!(v["kind"], MICRO_KIND);
+        assert_eq!(v["system_id"], 4_210_002);
+        assert_eq!(v["end_at_epoch"], 1_795_993_500);
+        assert_eq!((v["energy_wh"].as_i64(), v["power_w"].as_i64()), (Some(27), Some(324)));
+        assert_eq!(v["micros"]["482610000060"], serde_json::json!({ "energy_wh": 13, "power_w": 160 }));
+        assert_eq!(v["micros"]["odd \"serial\""]["power_w"], 169);
+    }
 }
