@@ -404,6 +404,20 @@ fn device_level_telemetry() {
     assert_eq!(all.devices[1].serial_number.as_deref(), Some("482241031053"));
     assert_eq!(all.devices[0].intervals.iter().filter_map(|i| i.enwh).sum::<i64>(), 13);
 
+    // The other shapes the lenient reading takes: a map of serial to intervals (or to an object
+    // holding them) under `micros`, and junk where the list should be.
+    let map: MicrosTelemetry = serde_json::from_str(
+        r#"{"system_id": 1, "total_devices": "2", "page": 1, "size": 20, "devices": null,
+            "micros": {"A1": [{"end_at": 300, "enwh": 4}], "B2": {"intervals": [{"end_at": "300", "powr": 50}]}}}"#,
+    )
+    .unwrap();
+    assert_eq!(map.envelope.total_devices, Some(2));
+    assert_eq!(map.devices.len(), 2);
+    assert_eq!((map.devices[0].serial_number.as_deref(), map.devices[0].intervals[0].enwh), (Some("A1"), Some(4)));
+    assert_eq!(map.devices[1].intervals[0].powr, Some(50));
+    let junk: MicrosTelemetry = serde_json::from_str(r#"{"devices": "none", "micros": 7, "page": 2}"#).unwrap();
+    assert!(junk.devices.is_empty() && !junk.has_more());
+
     let one: MicroTelemetry = load("micro_telemetry.json");
     assert_eq!(one.serial_number.as_deref(), Some("482241031052"));
     assert_eq!(one.intervals[1].powr, Some(55));

@@ -737,8 +737,7 @@ impl From<RawImportExportInterval> for ImportExportInterval {
 /// The per-device list is read from `devices` (the documented key), or `micros` or `telemetry`;
 /// each entry is `{"serial_number", "intervals": […]}`, and a map `{"<serial>": [intervals]}` is
 /// accepted too.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(from = "RawMicrosTelemetry")]
+#[derive(Debug, Clone, Default)]
 pub struct MicrosTelemetry {
     /// Window, granularity, meta; `total_devices` counts micros over all pages.
     pub envelope: TelemetryEnvelope,
@@ -772,10 +771,26 @@ pub struct MicroSeries {
     pub intervals: Vec<MicroInterval>,
 }
 
+/// A day of a large system's per-micro buckets is thousands of values: rather than one JSON tree
+/// of the whole answer (or the buffering that `#[serde(flatten)]` does), the answer is kept as
+/// text and read twice, the envelope alone and then the devices one at a time.
+impl<'de> Deserialize<'de> for MicrosTelemetry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: Box<serde_json::value::RawValue> = Deserialize::deserialize(d)?;
+        let text = raw.get();
+        let envelope: TelemetryEnvelope = serde_json::from_str(text).map_err(de::Error::custom)?;
+        let parts: RawMicrosTelemetry = serde_json::from_str(text).map_err(de::Error::custom)?;
+        let devices = [parts.devices, parts.micros, parts.telemetry]
+            .into_iter()
+            .map(|l| l.0)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default();
+        Ok(Self { envelope, page: parts.page, size: parts.size.or(parts.page_size), devices })
+    }
+}
+
 #[derive(Default, Deserialize)]
 struct RawMicrosTelemetry {
-    #[serde(flatten)]
-    envelope: TelemetryEnvelope,
     #[serde(default, deserialize_with = "lenient::opt_i64")]
     page: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_i64")]
@@ -783,21 +798,65 @@ struct RawMicrosTelemetry {
     #[serde(default, deserialize_with = "lenient::opt_i64")]
     page_size: Option<i64>,
     #[serde(default)]
-    devices: Value,
+    devices: SeriesList,
     #[serde(default)]
-    micros: Value,
+    micros: SeriesList,
     #[serde(default)]
-    telemetry: Value,
+    telemetry: SeriesList,
 }
 
-impl From<RawMicrosTelemetry> for MicrosTelemetry {
-    fn from(raw: RawMicrosTelemetry) -> Self {
-        let devices = [raw.devices, raw.micros, raw.telemetry]
-            .into_iter()
-            .map(micro_series_from_value)
-            .find(|list| !list.is_empty())
-            .unwrap_or_default();
-        Self { envelope: raw.envelope, page: raw.page, size: raw.size.or(raw.page_size), devices }
+/// The per-micro series, read one device at a time: a list of `{"serial_number", "intervals"}`,
+/// or a map of serial to intervals (or to `{"intervals"}`); anything else is no series.
+#[derive(Default)]
+struct SeriesList(Vec<MicroSeries>);
+
+impl<'de> Deserialize<'de> for SeriesList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = SeriesList;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list or map of per-micro series")
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<SeriesList, A::Error> {
+                let mut list = Vec::new();
+                while let Some(item) = seq.next_element::<Value>()? {
+                    list.extend(micro_series_from_value(Value::Array(vec![item])));
+                }
+                Ok(SeriesList(list))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<SeriesList, A::Error> {
+                let mut list = Vec::new();
+                while let Some((serial, v)) = map.next_entry::<String, Value>()? {
+                    let one = serde_json::Map::from_iter([(serial, v)]);
+                    list.extend(micro_series_from_value(Value::Object(one)));
+                }
+                Ok(SeriesList(list))
+            }
+
+            fn visit_unit<E>(self) -> Result<SeriesList, E> {
+                Ok(SeriesList::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<SeriesList, E> {
+                Ok(SeriesList::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<SeriesList, E> {
+                Ok(SeriesList::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<SeriesList, E> {
+                Ok(SeriesList::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<SeriesList, E> {
+                Ok(SeriesList::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<SeriesList, E> {
+                Ok(SeriesList::default())
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -812,7 +871,8 @@ fn micro_series_from_value(value: Value) -> Vec<MicroSeries> {
                 let serial_number = ["serial_number", "serial_num", "serial"]
                     .iter()
                     .find_map(|k| map.get(*k).and_then(lenient::string_from_value));
-                let intervals = map.get("intervals").cloned().map(lenient::nested_vec_from_value).unwrap_or_default();
+                let mut map = map;
+                let intervals = map.remove("intervals").map(lenient::nested_vec_from_value).unwrap_or_default();
                 Some(MicroSeries { serial_number, intervals })
             })
             .collect(),
