@@ -880,8 +880,9 @@ async fn fetch(
                     let Some(serial) = series.serial_number.as_deref() else { continue };
                     for i in &series.intervals {
                         let (Some(end), Some(wh)) = (i.end_at, i.enwh) else { continue };
-                        if end > last {
-                            let power = i.powr.unwrap_or(wh * 12);
+                        let power = i.powr.unwrap_or(wh * 12);
+                        // Night buckets (nothing produced) are not worth keeping or a message.
+                        if end > last && (wh != 0 || power != 0) {
                             buckets.entry(end).or_default().push((serial.to_string(), wh, power));
                         }
                     }
@@ -895,11 +896,11 @@ async fn fetch(
             let mut newest = last;
             for (end, micros) in buckets.into_iter().filter(|(end, _)| *end <= complete) {
                 newest = newest.max(end);
-                // Night buckets (nothing produced anywhere) are not worth a message each.
-                if micros.iter().all(|(_, wh, w)| *wh == 0 && *w == 0) {
-                    continue;
-                }
                 intervals.payloads.push(micro_interval_json(id, end, &micros));
+            }
+            // The newest complete bucket, even if nothing was produced in it (at night).
+            if complete != i64::MAX {
+                newest = newest.max(complete);
             }
             if newest > last {
                 site.kept.last_interval.insert(MICRO_KIND.to_string(), newest);
