@@ -20,8 +20,8 @@ use crate::clock::SharedClock;
 use crate::enlighten::api::{Granularity, TelemetryQuery};
 use crate::enlighten::ledger::next_month_start_ms;
 use crate::enlighten::responses::{
-    BatteryTelemetry, ConsumptionMeter, Devices, ExportLifetime, ImportLifetime, InvertersSummary, LatestTelemetry,
-    MeterReadings, ProductionMicro, Summary, System,
+    BatteryTelemetry, ConsumptionMeter, Device, Devices, ExportLifetime, ImportLifetime, InvertersSummary,
+    LatestTelemetry, MeterReadings, ProductionMicro, Summary, System,
 };
 use crate::enlighten::{ApiError, EnlightenClient, Plan};
 use crate::fsutil;
@@ -418,7 +418,12 @@ impl Poller {
         let Some(site) = self.sites.get_mut(&id) else { return };
         site.devices_tried_ms = self.clock.now_ms();
         match result {
-            Ok(devices) => {
+            Ok(mut devices) => {
+                // Micros are only counted (in service or not): their details would be kept for
+                // every system of a large fleet for nothing. The inverter read names them.
+                for micro in &mut devices.devices.micros {
+                    *micro = Device { active: micro.active, state: micro.state.take(), ..Device::default() };
+                }
                 site.devices = Some(devices);
                 let profile = site.profile(id, device_level);
                 self.scheduler.set_profile(profile);
