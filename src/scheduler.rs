@@ -25,6 +25,8 @@ use chrono_tz::Tz;
 
 /// A minute in milliseconds.
 const MINUTE: i64 = 60_000;
+/// How long a hit counts against the per-minute limit (the ledger's window).
+const WINDOW: i64 = crate::enlighten::ledger::WINDOW_MS;
 /// An hour in milliseconds.
 const HOUR: i64 = 60 * MINUTE;
 /// A day in milliseconds.
@@ -106,15 +108,16 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// The earliest instant at or after `from` when `cost` hits fit in every 60-second window.
+    /// The earliest instant at or after `from` when `cost` hits fit in every 60-second window
+    /// (counted as the ledger does, with its margin for latency).
     pub fn fits_at(&self, from: i64, cost: u32) -> i64 {
         let room = self.minute_limit.saturating_sub(cost) as usize;
-        let in_window: Vec<i64> = self.recent_ms.iter().copied().filter(|t| *t > from - MINUTE).collect();
+        let in_window: Vec<i64> = self.recent_ms.iter().copied().filter(|t| *t > from - WINDOW).collect();
         if in_window.len() <= room {
             return from;
         }
         // Wait until all but `room` of them have left the window.
-        in_window[in_window.len() - room - 1] + MINUTE
+        in_window[in_window.len() - room - 1] + WINDOW
     }
 }
 
@@ -878,12 +881,13 @@ mod tests {
         let now = T0 + 12 * HOUR;
         let b = Budget { next_free_ms: now + 30_000, ..budget(now, 900) };
         assert_eq!(s.next(now, &b).unwrap().at_ms, now + 30_000);
-        // Nine hits in the last minute: a one-hit call fits now, a two-hit one when the oldest leaves.
+        // Nine hits in the last minute: a one-hit call fits now, a two-hit one when the oldest leaves
+        // the window (a minute and the ledger's second of margin).
         let recent: Vec<i64> = (0..9).map(|k| now - 50_000 + k * 1000).collect();
         let b = Budget { recent_ms: recent, ..budget(now, 900) };
         assert_eq!(b.fits_at(now, 1), now);
-        assert_eq!(b.fits_at(now, 2), now - 50_000 + MINUTE);
-        assert_eq!(b.fits_at(now, 10), now - 50_000 + 8_000 + MINUTE);
+        assert_eq!(b.fits_at(now, 2), now - 50_000 + MINUTE + 1000);
+        assert_eq!(b.fits_at(now, 10), now - 50_000 + 8_000 + MINUTE + 1000);
     }
 
     #[test]

@@ -17,8 +17,12 @@ use crate::clock::{Millis, SharedClock};
 use crate::enlighten::error::{ApiError, RatePeriod};
 use crate::fsutil::{self, FileLock};
 
-/// The length of the sliding per-minute window.
+/// A minute: how long to wait after a 429 that gave no `period_end`.
 pub const MINUTE_MS: i64 = 60_000;
+/// How long a hit counts against the per-minute limit: a minute, and a second more for the time
+/// between our sending a request and Enphase counting it (which varies, so two hits a minute apart
+/// here can arrive a little less apart there).
+pub const WINDOW_MS: i64 = 61_000;
 
 /// What is kept on disk.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -191,11 +195,11 @@ fn roll(state: &mut LedgerState, now: Millis) {
         state.month = month;
         state.month_hits = 0;
     }
-    while state.recent_ms.front().is_some_and(|t| *t <= now - MINUTE_MS) {
+    while state.recent_ms.front().is_some_and(|t| *t <= now - WINDOW_MS) {
         state.recent_ms.pop_front();
     }
     // A clock that went backwards must not let hits "from the future" linger forever.
-    state.recent_ms.retain(|t| *t <= now + MINUTE_MS);
+    state.recent_ms.retain(|t| *t <= now + WINDOW_MS);
     if state.blocked_until_ms.is_some_and(|until| until <= now) {
         state.blocked_until_ms = None;
         state.blocked_period = None;
@@ -210,12 +214,12 @@ fn next_free(state: &LedgerState, now: Millis, minute_limit: u32, month_limit: u
     if state.month_hits >= month_limit {
         return Some((RatePeriod::Month, next_month_start_ms(now)));
     }
-    let in_window = state.recent_ms.iter().filter(|t| **t > now - MINUTE_MS).count();
+    let in_window = state.recent_ms.iter().filter(|t| **t > now - WINDOW_MS).count();
     if in_window >= minute_limit as usize {
-        // The window frees up when enough of its oldest hits are a minute old.
+        // The window frees up when enough of its oldest hits have left it.
         let excess = in_window + 1 - minute_limit as usize;
-        let oldest = state.recent_ms.iter().filter(|t| **t > now - MINUTE_MS).nth(excess - 1).copied();
-        return Some((RatePeriod::Minute, oldest.map_or(now + MINUTE_MS, |t| t + MINUTE_MS)));
+        let oldest = state.recent_ms.iter().filter(|t| **t > now - WINDOW_MS).nth(excess - 1).copied();
+        return Some((RatePeriod::Minute, oldest.map_or(now + WINDOW_MS, |t| t + WINDOW_MS)));
     }
     None
 }
@@ -262,12 +266,14 @@ mod tests {
         // 20 s later the clock minute has changed, but the window still holds 10 hits.
         match ledger.reserve() {
             Err(ApiError::BudgetExhausted { period: RatePeriod::Minute, until_ms }) => {
-                assert_eq!(until_ms, T0 + 30_000 + MINUTE_MS, "frees when the oldest hit is a minute old")
+                assert_eq!(until_ms, T0 + 30_000 + WINDOW_MS, "frees when the oldest hit has left the window")
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
         assert_eq!(ledger.snapshot().minute_used, 10);
         clock.set_ms(T0 + 30_000 + MINUTE_MS);
+        assert!(ledger.reserve().is_err(), "a minute is not enough: a second's margin for latency");
+        clock.set_ms(T0 + 30_000 + WINDOW_MS);
         ledger.reserve().expect("the oldest hit has left the window");
     }
 
