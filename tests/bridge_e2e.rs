@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone};
+use chrono::{DateTime, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use common::broker::{Broker, Probe, retained};
 use common::*;
@@ -376,32 +376,10 @@ fn real_now() -> i64 {
     SystemClock.now_secs()
 }
 
-/// 00:00 UTC of the first day of the month after the one holding `secs`.
-fn next_month_start(secs: i64) -> i64 {
-    let t = DateTime::from_timestamp(secs, 0).unwrap();
-    let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
-    chrono::Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).unwrap().timestamp()
-}
-
 /// The time zone of simulated system `id` (seed 1), known before a simulator exists.
 fn tz_of(id: u64) -> Tz {
     let index = (id - A) as usize;
     Fleet::generate(index + 1, SimOptions::default().seed, real_now()).get(id).expect("a simulated system").tz()
-}
-
-/// The largest number of `times` inside any 60-second window `[t, t + 60)`.
-fn busiest_minute(times: &[i64]) -> usize {
-    let mut sorted = times.to_vec();
-    sorted.sort_unstable();
-    let mut best = 0;
-    let mut lo = 0;
-    for hi in 0..sorted.len() {
-        while sorted[hi] - sorted[lo] >= MINUTE {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
-    best
 }
 
 // ---------------------------------------------------------------------------------------------

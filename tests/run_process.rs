@@ -15,21 +15,6 @@ use serde_json::Value;
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 
-/// The first instant of the next UTC month, epoch seconds.
-fn next_month_start(secs: i64) -> i64 {
-    use chrono::{Datelike, TimeZone};
-    let now = chrono::DateTime::from_timestamp(secs, 0).unwrap();
-    let (y, m) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
-    chrono::Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).unwrap().timestamp()
-}
-
-/// The most hits in any 60-second window.
-fn busiest_minute(times: &[i64]) -> usize {
-    let mut sorted = times.to_vec();
-    sorted.sort_unstable();
-    (0..sorted.len()).map(|i| sorted[i..].iter().take_while(|t| **t < sorted[i] + 60).count()).max().unwrap_or(0)
-}
-
 /// Watt plan, three systems, 26 simulated hours (at 4000× after start-up) from 21:00 UTC on the
 /// 1st: the process
 /// spends about a thirtieth of the month a day, never passes 10 hits in 60 seconds, gets no 429,

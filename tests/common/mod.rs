@@ -15,6 +15,26 @@ use tokio::process::Command;
 /// Every child process and HTTP call in the tests is bounded by this.
 pub const LIMIT: Duration = Duration::from_secs(30);
 
+/// 00:00 UTC of the first day of the month after the one holding `secs` (epoch seconds).
+pub fn next_month_start(secs: i64) -> i64 {
+    enphase_mqtt::enlighten::ledger::next_month_start_ms(secs * 1000) / 1000
+}
+
+/// The largest number of `times` (epoch seconds) inside any 60-second window `[t, t + 60)`.
+pub fn busiest_minute(times: &[i64]) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..sorted.len() {
+        while sorted[hi] - sorted[lo] >= 60 {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
 /// A simulator on a free loopback port.
 pub async fn sim(opts: SimOptions) -> SimHandle {
     simulator::spawn(opts, "127.0.0.1:0".parse().unwrap()).await.expect("simulator starts")
