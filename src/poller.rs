@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{BridgeInput, RefreshRequest};
 use crate::clock::SharedClock;
-use crate::enlighten::api::{Granularity, TelemetryQuery};
+use crate::enlighten::api::{Granularity, MICROS_TELEMETRY, TelemetryQuery};
 use crate::enlighten::ledger::next_month_start_ms;
 use crate::enlighten::responses::{
     BatteryTelemetry, ConsumptionMeter, Device, Devices, ExportLifetime, ImportLifetime, InvertersSummary,
@@ -35,8 +35,6 @@ const INTERVAL_OVERLAP_SECS: i64 = 1800;
 const TOKEN_WATCH: Duration = Duration::from_secs(5);
 /// Micros per page of device-level telemetry (the most the endpoint allows).
 const MICROS_PAGE: u32 = 20;
-/// The device-level endpoint read for per-micro telemetry, as the client names it when denied.
-const MICROS_TELEMETRY: &str = "/systems/{id}/devices/micros/telemetry";
 /// The `kind` of the per-micro intervals on the intervals topic.
 const MICRO_KIND: &str = "micro_production";
 /// A device list that could not be read is asked for again after this long (ms).

@@ -20,6 +20,9 @@ pub const MAX_SYSTEMS_PAGE_SIZE: u32 = 100;
 /// claiming more can never loop us through the month's quota.
 pub const MAX_SYSTEMS_PAGES: u32 = 100;
 
+/// The template of the per-micro telemetry endpoint, as a denial of it names it.
+pub const MICROS_TELEMETRY: &str = "/systems/{id}/devices/micros/telemetry";
+
 /// Largest page of devices `devices/micros/telemetry` allows.
 pub const MAX_MICROS_PAGE_SIZE: u32 = 20;
 
@@ -384,12 +387,7 @@ impl EnlightenClient {
         let mut query =
             vec![("page", page.max(1).to_string()), ("size", size.clamp(1, MAX_MICROS_PAGE_SIZE).to_string())];
         query.extend(q.to_query());
-        self.get_json(
-            "/systems/{id}/devices/micros/telemetry",
-            format!("/systems/{system_id}/devices/micros/telemetry"),
-            query,
-        )
-        .await
+        self.get_json(MICROS_TELEMETRY, format!("/systems/{system_id}/devices/micros/telemetry"), query).await
     }
 
     /// `GET /systems/{id}/devices/micros/{serial}/telemetry`: one micro's buckets. Kilowatt and up.
