@@ -20,3 +20,4 @@ pub mod secret;
 pub mod simulator;
 pub mod status;
 pub mod web;
+pub mod zone;

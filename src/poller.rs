@@ -28,6 +28,7 @@ use crate::fsutil;
 use crate::home_assistant::Message;
 use crate::model::{ApiParts, BridgeStatus, SiteSnapshot};
 use crate::scheduler::{self, Budget, Decision, Outcome, Scheduler, SiteProfile, Task};
+use crate::zone::Zone;
 
 /// Intervals are re-read from this long before the last one seen (Enphase's data can lag).
 const INTERVAL_OVERLAP_SECS: i64 = 1800;
@@ -141,9 +142,8 @@ impl Site {
 
     /// The system's local date at `now_secs`, `YYYY-MM-DD`.
     fn local_date(&self, now_secs: i64) -> Option<String> {
-        let tz: chrono_tz::Tz = self.system.timezone.as_deref()?.parse().ok()?;
-        let t = chrono::DateTime::from_timestamp(now_secs, 0)?;
-        Some(t.with_timezone(&tz).format("%Y-%m-%d").to_string())
+        let tz = Zone::named(self.system.timezone.as_deref()?)?;
+        Some(tz.local_date(now_secs).format("%Y-%m-%d").to_string())
     }
 
     /// Whether the newest summary is from an earlier local day than `now_secs`.
@@ -346,9 +346,8 @@ impl Poller {
         self.sites
             .values()
             .filter_map(|s| {
-                let tz: chrono_tz::Tz = s.system.timezone.as_deref()?.parse().ok()?;
-                let local = chrono::DateTime::from_timestamp_millis(now_ms)?.with_timezone(&tz);
-                let secs = i64::from(chrono::Timelike::num_seconds_from_midnight(&local));
+                let tz = Zone::named(s.system.timezone.as_deref()?)?;
+                let secs = tz.seconds_from_midnight(now_ms.div_euclid(1000));
                 Some(now_ms + (86_400 - secs) * 1000 + 1000)
             })
             .min()

@@ -20,8 +20,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use chrono::{DateTime, NaiveDate, Timelike};
-use chrono_tz::Tz;
+use chrono::NaiveDate;
+
+use crate::zone::Zone;
 
 /// A minute in milliseconds.
 const MINUTE: i64 = 60_000;
@@ -219,14 +220,13 @@ struct Daylight {
 }
 
 impl Daylight {
-    fn observe(&mut self, tz: Tz, end_at: i64, wh: i64) {
+    fn observe(&mut self, tz: &Zone, end_at: i64, wh: i64) {
         if wh <= 0 {
             return;
         }
-        let Some(t) = DateTime::from_timestamp(end_at - 1, 0) else { return };
-        let local = t.with_timezone(&tz);
-        let secs = i64::from(local.num_seconds_from_midnight());
-        let entry = self.days.entry(local.date_naive()).or_insert((secs, secs));
+        let local = tz.local(end_at - 1);
+        let secs = i64::from(chrono::Timelike::num_seconds_from_midnight(&local));
+        let entry = self.days.entry(local.date()).or_insert((secs, secs));
         entry.0 = entry.0.min(secs - 300);
         entry.1 = entry.1.max(secs);
         while self.days.len() > 7 {
@@ -256,7 +256,7 @@ impl Daylight {
 #[derive(Debug, Clone)]
 struct SiteState {
     profile: SiteProfile,
-    tz: Tz,
+    tz: Zone,
     uploads: Uploads,
     daylight: Daylight,
     /// When each task last succeeded (ms).
@@ -281,10 +281,7 @@ impl SiteState {
 
     /// Local midnight (epoch ms) of the local day holding `now_ms`, and of the next day.
     fn day_bounds(&self, now_ms: i64) -> (i64, i64) {
-        let Some(t) = DateTime::from_timestamp_millis(now_ms) else { return (now_ms, now_ms + DAY) };
-        let local = t.with_timezone(&self.tz);
-        let since_midnight =
-            i64::from(local.num_seconds_from_midnight()) * 1000 + i64::from(local.nanosecond() / 1_000_000);
+        let since_midnight = self.tz.seconds_from_midnight(now_ms.div_euclid(1000)) * 1000 + now_ms.rem_euclid(1000);
         let start = now_ms - since_midnight;
         (start, start + DAY)
     }
@@ -314,7 +311,7 @@ impl Scheduler {
         let sites = profiles
             .into_iter()
             .map(|p| {
-                let tz = p.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok()).unwrap_or(chrono_tz::UTC);
+                let tz = p.timezone.as_deref().and_then(Zone::named).unwrap_or_else(Zone::utc);
                 let state = SiteState {
                     uploads: Uploads::new(p.cellular),
                     daylight: Daylight::default(),
@@ -399,11 +396,10 @@ impl Scheduler {
         if let (Some(w), Some(at)) = (outcome.production_w, outcome.last_report_at)
             && w > 0
         {
-            site.daylight.observe(site.tz, at, w);
+            site.daylight.observe(&site.tz, at, w);
         }
-        let tz = site.tz;
         for (end_at, wh) in &outcome.intervals {
-            site.daylight.observe(tz, *end_at, *wh);
+            site.daylight.observe(&site.tz, *end_at, *wh);
         }
     }
 
@@ -723,7 +719,7 @@ mod tests {
 
     #[test]
     fn daylight_window_is_learned_in_local_time() {
-        let tz: Tz = "Australia/Sydney".parse().unwrap();
+        let tz = &Zone::named("Australia/Sydney").unwrap();
         let mut d = Daylight::default();
         // 2026-11-02 local, AEDT (UTC+11): a 5-minute interval ending 05:35 and one ending 19:10.
         d.observe(tz, T0 / 1000 - 19_800 + 300, 10); // 2026-11-01T18:35Z
@@ -738,7 +734,7 @@ mod tests {
     #[test]
     fn an_unfinished_day_does_not_end_the_window() {
         let mut d = Daylight::default();
-        let utc = chrono_tz::UTC;
+        let utc = &Zone::utc();
         // Started at 09:00 on a fresh bridge: production seen from 07:00 to 09:00 only.
         d.observe(utc, T0 / 1000 + 7 * 3600, 10);
         d.observe(utc, T0 / 1000 + 9 * 3600, 10);

@@ -142,7 +142,7 @@ impl Rig {
     }
 
     fn tz(&self, id: u64) -> Tz {
-        self.sim.sim.fleet().get(id).expect("a simulated system").tz()
+        zone(self.sim.sim.fleet().get(id).expect("a simulated system").timezone())
     }
 
     /// Waits (in real time, at most `limit`) until simulated time reaches `at`.
@@ -379,7 +379,17 @@ fn real_now() -> i64 {
 /// The time zone of simulated system `id` (seed 1), known before a simulator exists.
 fn tz_of(id: u64) -> Tz {
     let index = (id - A) as usize;
-    Fleet::generate(index + 1, SimOptions::default().seed, real_now()).get(id).expect("a simulated system").tz()
+    zone(
+        Fleet::generate(index + 1, SimOptions::default().seed, real_now())
+            .get(id)
+            .expect("a simulated system")
+            .timezone(),
+    )
+}
+
+/// The zone of this name as a second tz library reads it (the bridge and the simulator use another).
+fn zone(name: &str) -> Tz {
+    name.parse().unwrap_or_else(|e| panic!("time zone {name}: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,7 +465,7 @@ async fn watt_budget_holds_over_a_simulated_day_at_4000x() {
     let msgs = rec.all();
     for id in [A, B, C] {
         let sys = rig.sim.sim.fleet().get(id).unwrap();
-        let tz = sys.tz();
+        let tz = zone(sys.timezone());
         let reads: Vec<&Hit> = hits.iter().filter(|h| h.system() == Some(id) && h.is_power_read()).collect();
         // Power reads keep to daylight: none while the model's production is nil for 90 minutes
         // on either side (deep night in the system's own time zone), but for the start-up read.

@@ -14,11 +14,11 @@ use std::f64::consts::PI;
 use std::ops::{Add, Sub};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeZone, Weekday};
-use chrono_tz::Tz;
+use chrono::{Datelike, Days, NaiveDate, NaiveTime, Weekday};
 
 use super::places::{ATTACHMENTS, FIRMWARE, NAME_ENDINGS, NAME_STEMS, PLACES, Place, Region};
 use super::rng::{hash, salt, unit};
+use crate::zone::Zone;
 
 /// `system_id` of the first simulated system; the others follow one by one.
 pub const FIRST_SYSTEM_ID: u64 = 4_210_001;
@@ -322,6 +322,7 @@ pub struct SimSystem {
     system_id: u64,
     name: String,
     place: &'static Place,
+    zone: Zone,
     lat: f64,
     lon: f64,
     kind: SystemKind,
@@ -440,11 +441,11 @@ impl SimSystem {
             .min(12_000 / micro_count as i64 / 5 * 5);
         let size_w = panel_w * micro_count as i64;
 
-        let tz = place.tz;
-        let start_date = local_date_in(tz, start);
+        let zone = Zone::named(place.tz).unwrap_or_else(Zone::utc);
+        let start_date = zone.local_date(start);
         let age_days = 100 + h(salt::AGE) % 801;
         let op_date = start_date.checked_sub_days(Days::new(age_days)).unwrap_or(start_date);
-        let op_at = midnight_in(tz, op_date);
+        let op_at = zone.midnight(op_date);
         let interconnect = h(salt::INTERCONNECT) % 3 != 0;
         let attachment_type =
             interconnect.then(|| ATTACHMENTS[(h(salt::ATTACHMENT) % ATTACHMENTS.len() as u64) as usize]);
@@ -493,7 +494,7 @@ impl SimSystem {
         let dead = (index % 7 == 4)
             .then(|| start_date.checked_sub_days(Days::new(2)))
             .flatten()
-            .map(|date| DeadMicro { index: micro_count - 1, date, at: midnight_in(tz, date) });
+            .map(|date| DeadMicro { index: micro_count - 1, date, at: zone.midnight(date) });
 
         let stem = NAME_STEMS[index % NAME_STEMS.len()];
         let ending = NAME_ENDINGS[(h(salt::NAME) % NAME_ENDINGS.len() as u64) as usize];
@@ -515,6 +516,7 @@ impl SimSystem {
             system_id: FIRST_SYSTEM_ID + i,
             name,
             place,
+            zone,
             lat,
             lon,
             kind,
@@ -562,11 +564,6 @@ impl SimSystem {
 
     /// IANA time-zone name.
     pub fn timezone(&self) -> &'static str {
-        self.place.tz.name()
-    }
-
-    /// Time zone.
-    pub fn tz(&self) -> Tz {
         self.place.tz
     }
 
@@ -696,12 +693,12 @@ impl SimSystem {
 
     /// Local date at epoch second `t`.
     pub fn local_date(&self, t: i64) -> NaiveDate {
-        local_date_in(self.place.tz, t)
+        self.zone.local_date(t)
     }
 
     /// Epoch second of local midnight at the start of `date`.
     pub fn midnight(&self, date: NaiveDate) -> i64 {
-        midnight_in(self.place.tz, date)
+        self.zone.midnight(date)
     }
 
     /// Local midnight at the end of `date`.
@@ -1325,23 +1322,6 @@ fn day_number(date: NaiveDate) -> i32 {
     date.num_days_from_ce()
 }
 
-/// Local date at epoch second `t` in `tz`.
-pub(crate) fn local_date_in(tz: Tz, t: i64) -> NaiveDate {
-    DateTime::from_timestamp(t, 0).map(|utc| utc.with_timezone(&tz).date_naive()).unwrap_or_default()
-}
-
-/// Epoch second of local midnight of `date` in `tz` (the first instant of the day when a DST
-/// change skips or repeats midnight).
-pub(crate) fn midnight_in(tz: Tz, date: NaiveDate) -> i64 {
-    let naive = date.and_time(NaiveTime::MIN);
-    if let Some(dt) = tz.from_local_datetime(&naive).earliest() {
-        return dt.timestamp();
-    }
-    // Midnight fell into a gap: the day starts when the clocks jump.
-    let later = naive + chrono::TimeDelta::hours(1);
-    tz.from_local_datetime(&later).earliest().map_or_else(|| naive.and_utc().timestamp(), |dt| dt.timestamp() - 3_600)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1556,14 +1536,5 @@ mod tests {
         assert_eq!(distribute(7, &[0.0, 0.0], 1), vec![0, 7]);
         assert_eq!(distribute(0, &[1.0], 0), vec![0]);
         assert!(distribute(1_000, &[0.1, 5.0, 0.0, 2.0], 0).iter().all(|&x| x >= 0));
-    }
-
-    #[test]
-    fn midnight_handles_dst_days() {
-        let tz = chrono_tz::Europe::Berlin;
-        let spring = NaiveDate::from_ymd_opt(2025, 3, 30).expect("date");
-        let next = spring.succ_opt().expect("date");
-        assert_eq!(midnight_in(tz, next) - midnight_in(tz, spring), 23 * 3_600);
-        assert_eq!(local_date_in(tz, midnight_in(tz, spring)), spring);
     }
 }

@@ -1,7 +1,5 @@
 //! Static catalogue of where simulated systems stand and which hardware they use there.
 
-use chrono_tz::Tz;
-
 /// Electrical region: decides SKUs, grid profile and metering phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Region {
@@ -26,8 +24,8 @@ pub struct Place {
     pub country: &'static str,
     /// Postal code.
     pub postal_code: &'static str,
-    /// IANA time zone.
-    pub tz: Tz,
+    /// IANA time-zone name.
+    pub tz: &'static str,
     /// Latitude in degrees (south negative).
     pub lat: f64,
     /// Longitude in degrees (west negative).
@@ -42,19 +40,19 @@ pub struct Place {
 /// Every zone here has an offset that is a whole multiple of 15 minutes, so local 15-minute
 /// buckets line up with UTC multiples of 900 s.
 pub static PLACES: [Place; 13] = [
-    place("Santa Rosa", "CA", "US", "95404", chrono_tz::America::Los_Angeles, 38.44, -122.71, Region::Us),
-    place("Manly", "NSW", "AU", "2095", chrono_tz::Australia::Sydney, -33.80, 151.28, Region::Au),
-    place("Freiburg", "BW", "DE", "79098", chrono_tz::Europe::Berlin, 47.99, 7.85, Region::Eu),
-    place("Albany", "NY", "US", "12203", chrono_tz::America::New_York, 42.65, -73.75, Region::Us),
-    place("Wellington", "WGN", "NZ", "6011", chrono_tz::Pacific::Auckland, -41.29, 174.78, Region::Nz),
-    place("Phoenix", "AZ", "US", "85004", chrono_tz::America::Phoenix, 33.45, -112.07, Region::Us),
-    place("Madrid", "MD", "ES", "28001", chrono_tz::Europe::Madrid, 40.42, -3.70, Region::Eu),
-    place("Perth", "WA", "AU", "6000", chrono_tz::Australia::Perth, -31.95, 115.86, Region::Au),
-    place("Austin", "TX", "US", "78701", chrono_tz::America::Chicago, 30.27, -97.74, Region::Us),
-    place("Boulder", "CO", "US", "80302", chrono_tz::America::Denver, 40.01, -105.27, Region::Us),
-    place("Adelaide", "SA", "AU", "5000", chrono_tz::Australia::Adelaide, -34.93, 138.60, Region::Au),
-    place("Amsterdam", "NH", "NL", "1012", chrono_tz::Europe::Amsterdam, 52.37, 4.90, Region::Eu),
-    place("Honolulu", "HI", "US", "96813", chrono_tz::Pacific::Honolulu, 21.31, -157.86, Region::Us),
+    place("Santa Rosa", "CA", "US", "95404", "America/Los_Angeles", 38.44, -122.71, Region::Us),
+    place("Manly", "NSW", "AU", "2095", "Australia/Sydney", -33.80, 151.28, Region::Au),
+    place("Freiburg", "BW", "DE", "79098", "Europe/Berlin", 47.99, 7.85, Region::Eu),
+    place("Albany", "NY", "US", "12203", "America/New_York", 42.65, -73.75, Region::Us),
+    place("Wellington", "WGN", "NZ", "6011", "Pacific/Auckland", -41.29, 174.78, Region::Nz),
+    place("Phoenix", "AZ", "US", "85004", "America/Phoenix", 33.45, -112.07, Region::Us),
+    place("Madrid", "MD", "ES", "28001", "Europe/Madrid", 40.42, -3.70, Region::Eu),
+    place("Perth", "WA", "AU", "6000", "Australia/Perth", -31.95, 115.86, Region::Au),
+    place("Austin", "TX", "US", "78701", "America/Chicago", 30.27, -97.74, Region::Us),
+    place("Boulder", "CO", "US", "80302", "America/Denver", 40.01, -105.27, Region::Us),
+    place("Adelaide", "SA", "AU", "5000", "Australia/Adelaide", -34.93, 138.60, Region::Au),
+    place("Amsterdam", "NH", "NL", "1012", "Europe/Amsterdam", 52.37, 4.90, Region::Eu),
+    place("Honolulu", "HI", "US", "96813", "Pacific/Honolulu", 21.31, -157.86, Region::Us),
 ];
 
 #[allow(clippy::too_many_arguments)]
@@ -63,7 +61,7 @@ const fn place(
     state: &'static str,
     country: &'static str,
     postal_code: &'static str,
-    tz: Tz,
+    tz: &'static str,
     lat: f64,
     lon: f64,
     region: Region,

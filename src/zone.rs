@@ -1,0 +1,115 @@
+//! Time zones: the IANA zone each system reports (`timezone`), and the local-time arithmetic on
+//! epoch seconds that the scheduler, the daily counters and the simulator need.
+//!
+//! The tz database is bundled into the binary, so a container without `/usr/share/zoneinfo`
+//! behaves like any other machine. It is kept as compact TZif bytes, and only the zones in use are
+//! parsed. (A table of every zone's transitions compiled into the binary, the other common way,
+//! holds some 67,000 pointers: the loader rewrites about a megabyte of it at every start, and that
+//! memory stays resident.)
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
+
+/// A time zone of the bundled database (cheap to clone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone(jiff::tz::TimeZone);
+
+impl Zone {
+    /// The zone of this IANA name (`America/Los_Angeles`), if the database knows it.
+    pub fn named(name: &str) -> Option<Zone> {
+        jiff::tz::TimeZone::get(name).ok().map(Zone)
+    }
+
+    /// Coordinated Universal Time.
+    pub fn utc() -> Zone {
+        Zone(jiff::tz::TimeZone::UTC)
+    }
+
+    /// The IANA name.
+    pub fn name(&self) -> &str {
+        self.0.iana_name().unwrap_or("UTC")
+    }
+
+    /// The offset from UTC in seconds at epoch second `t` (daylight saving time included).
+    pub fn offset_secs(&self, t: i64) -> i64 {
+        jiff::Timestamp::from_second(t).map_or(0, |ts| i64::from(self.0.to_offset(ts).seconds()))
+    }
+
+    /// Local date and time at epoch second `t`.
+    pub fn local(&self, t: i64) -> NaiveDateTime {
+        DateTime::from_timestamp(t.saturating_add(self.offset_secs(t)), 0).unwrap_or_default().naive_utc()
+    }
+
+    /// Local date at epoch second `t`.
+    pub fn local_date(&self, t: i64) -> NaiveDate {
+        self.local(t).date()
+    }
+
+    /// Seconds since local midnight (wall-clock) at epoch second `t`.
+    pub fn seconds_from_midnight(&self, t: i64) -> i64 {
+        i64::from(self.local(t).num_seconds_from_midnight())
+    }
+
+    /// Epoch second at which local `date` begins: its midnight, or the moment the clocks jump when
+    /// a daylight-saving change skips midnight.
+    pub fn midnight(&self, date: NaiveDate) -> i64 {
+        let start = i8::try_from(date.month())
+            .ok()
+            .zip(i8::try_from(date.day()).ok())
+            .and_then(|(m, d)| jiff::civil::Date::new(i16::try_from(date.year()).ok()?, m, d).ok())
+            .and_then(|d| d.to_zoned_datetime(self.0.clone()).ok())
+            .and_then(|z| z.start_of_day().ok());
+        match start {
+            Some(z) => z.timestamp().as_second(),
+            // Outside jiff's range (years beyond ±9999): the UTC midnight, offset as now.
+            None => {
+                let naive = date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
+                naive - self.offset_secs(naive)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).expect("date")
+    }
+
+    #[test]
+    fn names_resolve_and_unknown_ones_do_not() {
+        assert_eq!(Zone::named("Australia/Sydney").expect("known").name(), "Australia/Sydney");
+        assert!(Zone::named("Mars/Olympus_Mons").is_none());
+        assert_eq!(Zone::utc().offset_secs(1_780_000_000), 0);
+    }
+
+    #[test]
+    fn offsets_follow_daylight_saving_time() {
+        let berlin = Zone::named("Europe/Berlin").expect("known");
+        // 2026-01-15 12:00 UTC and 2026-07-15 12:00 UTC.
+        assert_eq!(berlin.offset_secs(1_768_478_400), 3_600);
+        assert_eq!(berlin.offset_secs(1_784_116_800), 7_200);
+        assert_eq!(berlin.local(1_784_116_800).to_string(), "2026-07-15 14:00:00");
+        assert_eq!(berlin.seconds_from_midnight(1_784_116_800), 14 * 3_600);
+        // Sydney is a day ahead of UTC in the evening (UTC).
+        let sydney = Zone::named("Australia/Sydney").expect("known");
+        assert_eq!(sydney.local_date(1_784_116_800 + 9 * 3_600), date(2026, 7, 16));
+    }
+
+    #[test]
+    fn midnight_handles_dst_days() {
+        let berlin = Zone::named("Europe/Berlin").expect("known");
+        let spring = date(2025, 3, 30);
+        let next = spring.succ_opt().expect("date");
+        assert_eq!(berlin.midnight(next) - berlin.midnight(spring), 23 * 3_600);
+        assert_eq!(berlin.local_date(berlin.midnight(spring)), spring);
+        assert_eq!(berlin.seconds_from_midnight(berlin.midnight(spring)), 0);
+        // Santiago skips midnight when it moves to summer time (2025-09-07 00:00 → 01:00).
+        let santiago = Zone::named("America/Santiago").expect("known");
+        let day = date(2025, 9, 7);
+        let start = santiago.midnight(day);
+        assert_eq!(santiago.local(start).to_string(), "2025-09-07 01:00:00");
+        assert_eq!(santiago.local_date(start - 1), date(2025, 9, 6));
+    }
+}
