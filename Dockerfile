@@ -24,6 +24,7 @@ WORKDIR /src
 # every target it declares exists, so the benchmarks come along (they are not built); a build.rs
 # would have to as well. tests/addon.rs checks this against Cargo.toml.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY benches ./benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \

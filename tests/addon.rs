@@ -298,6 +298,20 @@ fn dockerfiles_build_what_ci_builds() {
     {
         assert!(addon.contains(needle), "addon/Dockerfile lacks {needle:?}");
     }
+
+    // The add-on builds the published crate, which has no .cargo/config.toml: it passes the same
+    // flags itself.
+    let config = read(".cargo/config.toml");
+    let flags: Vec<&str> = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rustflags = ["))
+        .expect(".cargo/config.toml sets rustflags")
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    let env = addon.lines().find_map(|l| l.strip_prefix("ENV RUSTFLAGS=")).expect("addon/Dockerfile sets RUSTFLAGS");
+    assert_eq!(env.trim_matches('"'), flags.join(" "), "addon/Dockerfile and .cargo/config.toml pass the same flags");
 }
 
 /// The folders of the targets Cargo.toml declares besides the library and the binary
