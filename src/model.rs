@@ -208,6 +208,9 @@ pub struct ApiParts<'a> {
     pub export_lifetime: Option<&'a ExportLifetime>,
     /// `GET /systems/inverters_summary_by_envoy_or_site?site_id={id}`.
     pub inverters: Option<&'a InvertersSummary>,
+    /// How many of the device list's micros are in service, when the caller kept only that count
+    /// and dropped the list itself (`devices.devices.micros` is then empty); `None`: count the list.
+    pub micros_in_service: Option<usize>,
 }
 
 impl SiteSnapshot {
@@ -372,7 +375,9 @@ impl SiteSnapshot {
         }
 
         snap.inverters = parts.inverters.map(inverter_readings).unwrap_or_default();
-        let micros_listed = parts.devices.map(|d| d.devices.micros.iter().filter(|m| in_service(m)).count());
+        let micros_listed = parts
+            .micros_in_service
+            .or_else(|| parts.devices.map(|d| d.devices.micros.iter().filter(|m| in_service(m)).count()));
         snap.micro_count = micros_listed
             .filter(|n| *n > 0)
             .and_then(|n| u32::try_from(n).ok())
@@ -528,7 +533,7 @@ fn text(s: Option<&str>) -> Option<String> {
 }
 
 /// A device counts unless Enphase says it is inactive or disabled.
-fn in_service(device: &Device) -> bool {
+pub fn in_service(device: &Device) -> bool {
     device.active != Some(false) && !device.state.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case("disabled"))
 }
 
@@ -712,6 +717,7 @@ pub(crate) mod fixtures {
                 import_lifetime: Some(&self.import_b),
                 export_lifetime: Some(&self.export_b),
                 inverters: None,
+                micros_in_service: None,
             }
         }
     }
@@ -817,6 +823,16 @@ mod tests {
         assert_eq!(b.consumption_meter, Some(ConsumptionMeter::Net));
         assert_eq!(b.battery_info, Some(BatteryInfo { count: Some(1), capacity_wh: Some(5000) }));
         assert_eq!(b.micro_count, Some(12));
+        // A caller that kept only the count of the list's micros gets the same (without the
+        // summary, whose `modules` would say 12 too).
+        let r = Responses::load();
+        let mut listless = r.devices_b.clone();
+        let in_service = listless.devices.micros.drain(..).filter(in_service).count();
+        let counted = SiteSnapshot::from_api(
+            &r.system_b,
+            ApiParts { devices: Some(&listless), micros_in_service: Some(in_service), summary: None, ..r.parts_b() },
+        );
+        assert_eq!(counted.micro_count, Some(12));
         assert_eq!(b.size_w, Some(4680));
         assert_eq!(b.last_report_at, Some(1750111267));
 

@@ -20,8 +20,8 @@ use crate::clock::SharedClock;
 use crate::enlighten::api::{Granularity, MICROS_TELEMETRY, TelemetryQuery};
 use crate::enlighten::ledger::next_month_start_ms;
 use crate::enlighten::responses::{
-    BatteryTelemetry, ConsumptionMeter, Device, Devices, ExportLifetime, ImportLifetime, InvertersSummary,
-    LatestTelemetry, MeterReadings, ProductionMicro, Summary, System,
+    BatteryTelemetry, ConsumptionMeter, Devices, ExportLifetime, ImportLifetime, InvertersSummary, LatestTelemetry,
+    MeterReadings, ProductionMicro, Summary, System,
 };
 use crate::enlighten::{ApiError, EnlightenClient, Plan};
 use crate::fsutil;
@@ -113,7 +113,10 @@ impl Kept {
 #[derive(Debug, Default)]
 struct Site {
     system: System,
+    /// The device list, without its micros (see `micros`).
     devices: Option<Devices>,
+    /// The device list's micros: how many, and how many in service.
+    micros: MicroCount,
     summary: Option<Summary>,
     latest: Option<LatestTelemetry>,
     battery: Option<BatteryTelemetry>,
@@ -129,6 +132,15 @@ struct Site {
     devices_tried_ms: i64,
     /// Endpoints whose parameters Enphase refused (422), and until when they are left alone (ms).
     resting: BTreeMap<Endpoint, i64>,
+}
+
+/// The micros of a device list, counted.
+#[derive(Debug, Clone, Copy, Default)]
+struct MicroCount {
+    /// Every micro listed.
+    listed: u32,
+    /// Those in service.
+    in_service: u32,
 }
 
 impl Site {
@@ -158,7 +170,7 @@ impl Site {
 
     /// What the scheduler needs; `device_level`: per-micro telemetry is read with the inverters.
     fn profile(&self, id: u64, device_level: bool) -> SiteProfile {
-        let micros = self.devices.as_ref().map_or(0, |d| d.devices.micros.len()) as u32;
+        let micros = self.micros.listed;
         SiteProfile {
             system_id: id,
             timezone: self.system.timezone.clone(),
@@ -182,6 +194,7 @@ impl Site {
             import_lifetime: self.import_lifetime.as_ref(),
             export_lifetime: self.export_lifetime.as_ref(),
             inverters: self.inverters.as_ref(),
+            micros_in_service: self.devices.is_some().then_some(self.micros.in_service as usize),
         };
         let mut snap = SiteSnapshot::from_api(&self.system, parts);
         snap.system_id = id;
@@ -416,11 +429,15 @@ impl Poller {
         site.devices_tried_ms = self.clock.now_ms();
         match result {
             Ok(mut devices) => {
-                // Micros are only counted (in service or not): their details would be kept for
-                // every system of a large fleet for nothing. The inverter read names them.
-                for micro in &mut devices.devices.micros {
-                    *micro = Device { active: micro.active, state: micro.state.take(), ..Device::default() };
-                }
+                // Micros are only counted: a parsed device per micro, kept for every system of a
+                // large fleet, was most of the bridge's memory (some 15 KB a system). The
+                // inverter read names them.
+                let micros = std::mem::take(&mut devices.devices.micros);
+                site.micros = MicroCount {
+                    listed: u32::try_from(micros.len()).unwrap_or(u32::MAX),
+                    in_service: u32::try_from(micros.iter().filter(|m| crate::model::in_service(m)).count())
+                        .unwrap_or(u32::MAX),
+                };
                 site.devices = Some(devices);
                 let profile = site.profile(id, device_level);
                 self.scheduler.set_profile(profile);

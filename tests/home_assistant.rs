@@ -58,6 +58,7 @@ fn snapshots() -> (SiteSnapshot, SiteSnapshot) {
             import_lifetime: Some(&import),
             export_lifetime: Some(&export),
             inverters: None,
+            micros_in_service: None,
         },
     );
     (a, b)
