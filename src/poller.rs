@@ -433,6 +433,22 @@ impl Poller {
                 // large fleet, was most of the bridge's memory (some 15 KB a system). The
                 // inverter read names them.
                 let micros = std::mem::take(&mut devices.devices.micros);
+                let groups = &mut devices.devices;
+                for group in [
+                    &mut groups.meters,
+                    &mut groups.gateways,
+                    &mut groups.q_relays,
+                    &mut groups.acbs,
+                    &mut groups.encharges,
+                    &mut groups.enpowers,
+                    &mut groups.ev_chargers,
+                    &mut groups.heat_pump,
+                    &mut groups.iq_collars,
+                    &mut groups.iq_air,
+                    &mut groups.generators,
+                ] {
+                    group.shrink_to_fit();
+                }
                 site.micros = MicroCount {
                     listed: u32::try_from(micros.len()).unwrap_or(u32::MAX),
                     in_service: u32::try_from(micros.iter().filter(|m| crate::model::in_service(m)).count())

@@ -440,9 +440,10 @@ pub struct Device {
     /// Gateway software version.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub emu_sw_version: Option<String>,
-    /// Gateway cellular modem, if fitted.
+    /// Gateway cellular modem, if fitted (boxed: other devices carry none, and a device list can
+    /// hold dozens of devices).
     #[serde(deserialize_with = "lenient::opt_struct")]
-    pub cellular_modem: Option<CellularModem>,
+    pub cellular_modem: Option<Box<CellularModem>>,
 }
 
 /// A gateway's cellular modem.
