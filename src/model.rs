@@ -606,7 +606,7 @@ fn sum_readings(readings: &MeterReadings, field: impl Fn(&MeterReading) -> Optio
 
 /// The sum of a daily series (trailing zeros mean "not reported yet" and add nothing); `None` when
 /// the series has no readable day.
-fn sum_series(days: &[Option<i64>]) -> Option<i64> {
+pub fn sum_series(days: &[Option<i64>]) -> Option<i64> {
     days.iter().flatten().fold(None, |acc, v| Some(acc.unwrap_or(0).saturating_add(*v)))
 }
 

@@ -26,7 +26,7 @@ use crate::enlighten::responses::{
 use crate::enlighten::{ApiError, EnlightenClient, Plan};
 use crate::fsutil;
 use crate::home_assistant::Message;
-use crate::model::{ApiParts, BridgeStatus, SiteSnapshot};
+use crate::model::{self, ApiParts, BridgeStatus, SiteSnapshot};
 use crate::scheduler::{self, Budget, Decision, Outcome, Scheduler, SiteProfile, Task};
 use crate::zone::Zone;
 
@@ -451,7 +451,7 @@ impl Poller {
                 }
                 site.micros = MicroCount {
                     listed: u32::try_from(micros.len()).unwrap_or(u32::MAX),
-                    in_service: u32::try_from(micros.iter().filter(|m| crate::model::in_service(m)).count())
+                    in_service: u32::try_from(micros.iter().filter(|m| model::in_service(m)).count())
                         .unwrap_or(u32::MAX),
                 };
                 site.devices = Some(devices);
@@ -866,6 +866,17 @@ async fn fetch(
                 push_interval(site, id, "battery_charge", end, 900, charge, intervals);
                 push_interval(site, id, "battery_discharge", end, 900, discharge, intervals);
             }
+            // Only the newest state of charge is read from the answer (ApiParts): keep that one
+            // interval, not the day's.
+            let mut answer = answer;
+            let newest_soc = answer
+                .intervals
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.soc.as_ref().is_some_and(|s| s.percent.is_some()))
+                .max_by_key(|(_, i)| i.end_at.unwrap_or(i64::MIN))
+                .map(|(k, _)| k);
+            answer.intervals = newest_soc.map(|k| answer.intervals.swap_remove(k)).into_iter().collect();
             site.battery = Some(answer);
         }
         Endpoint::ProductionMicro => {
@@ -893,8 +904,18 @@ async fn fetch(
             site.consumption_readings = Some(api.consumption_meter_readings(id, None).await?)
         }
         Endpoint::StorageReadings => site.storage_readings = Some(api.storage_meter_readings(id, None).await?),
-        Endpoint::Import => site.import_lifetime = Some(api.import_lifetime(id, None, None).await?),
-        Endpoint::Export => site.export_lifetime = Some(api.export_lifetime(id, None, None).await?),
+        // A value per day since the system's first: only their sum is read (ApiParts), so that
+        // is all that is kept, not kilobytes per system.
+        Endpoint::Import => {
+            let mut answer = api.import_lifetime(id, None, None).await?;
+            answer.import = vec![model::sum_series(&answer.import)];
+            site.import_lifetime = Some(answer);
+        }
+        Endpoint::Export => {
+            let mut answer = api.export_lifetime(id, None, None).await?;
+            answer.export = vec![model::sum_series(&answer.export)];
+            site.export_lifetime = Some(answer);
+        }
         Endpoint::Inverters => site.inverters = Some(api.inverters_summary(id).await?),
         Endpoint::MicrosTelemetry => {
             let q = since(MICRO_KIND)

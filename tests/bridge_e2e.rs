@@ -1148,3 +1148,42 @@ async fn a_refused_interval_start_is_not_asked_again_and_the_next_read_starts_af
     assert_eq!(reads[1].status, Some(200), "{log}");
     assert!(rec.on(&format!("enphase/{A}/intervals")).len() >= 12, "intervals published again:\n{log}");
 }
+
+/// Grid import and export are Enphase's daily series summed from the system's first day to
+/// yesterday (the bridge keeps only that sum of the series, not a value per day).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_energy_is_the_sum_of_every_day_since_the_system_started() {
+    let start = next_local_hour(tz_of(A), 12, real_now() + HOUR);
+    let opts = starting_at(SimOptions { systems: 3, plan: SimPlan::Kilowatt, ..SimOptions::default() }, start, 100.0);
+    let rig = Rig::new(opts, Login::Code).await;
+    let rec = Recorder::start(rig.broker.port, &["enphase/+/state"], rig.sim.sim.clone()).await;
+    let metered: Vec<u64> =
+        rig.sim.sim.fleet().systems().iter().filter(|s| s.has_meters()).map(|s| s.system_id()).collect();
+    assert!(!metered.is_empty(), "the fleet has a metered system");
+    let with_grid = |s: &Value| s["grid_import_energy_wh"].is_i64() && s["grid_export_energy_wh"].is_i64();
+    let running = rig.start().await;
+    rec.wait_for("grid energy of every metered system", WAIT, |m| {
+        metered.iter().all(|id| states(m, *id).iter().any(|(_, s)| with_grid(s)))
+    })
+    .await;
+    running.stop().await;
+    let hits = rig.hits().await;
+    let msgs = rec.all();
+    for id in metered {
+        let sys = rig.sim.sim.fleet().get(id).expect("a simulated system");
+        let read = hits
+            .iter()
+            .find(|h| h.system() == Some(id) && h.path.ends_with("/energy_import_lifetime") && h.status == Some(200))
+            .unwrap_or_else(|| panic!("{id}: the import series was read"));
+        let yesterday = sys.local_date(read.at).pred_opt().expect("a date");
+        let (import, export) =
+            sys.operational_date().iter_days().take_while(|d| *d <= yesterday).fold((0, 0), |(i, e), day| {
+                let (a, b) = sys.day_import_export(day, read.at);
+                (i + a, e + b)
+            });
+        assert!(import > 0 && export > 0, "{id}: the model has grid energy ({import}, {export})");
+        let (_, state) = states(&msgs, id).into_iter().find(|(_, s)| with_grid(s)).expect("a state with grid energy");
+        assert_eq!(state["grid_import_energy_wh"].as_i64(), Some(import), "{id}: import");
+        assert_eq!(state["grid_export_energy_wh"].as_i64(), Some(export), "{id}: export");
+    }
+}
