@@ -69,9 +69,14 @@ impl Hits {
 
 /// Daylight of each system: (start, end) epoch seconds of production, per day of the month.
 fn daylight(sys: &SimSystem) -> Vec<(i64, i64)> {
-    let buckets = sys.micro_buckets(MONTH_START - 86_400, MONTH_START + MONTH_SECS + 86_400);
+    // The model answers at most nine days at a time, as the API does: ask a week at a time.
+    let (from, to) = (MONTH_START - 86_400, MONTH_START + MONTH_SECS + 86_400);
+    let buckets = (0..)
+        .map(|k| from + k * 7 * 86_400)
+        .take_while(|a| *a < to)
+        .flat_map(|a| sys.micro_buckets(a, (a + 7 * 86_400).min(to)));
     let mut days: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-    for b in buckets.iter().filter(|b| b.powr > 0) {
+    for b in buckets.filter(|b| b.powr > 0) {
         let day = sys.midnight(sys.local_date(b.end - 1));
         let e = days.entry(day).or_insert((b.end - 300, b.end));
         e.0 = e.0.min(b.end - 300);
