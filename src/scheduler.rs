@@ -41,6 +41,9 @@ pub const RESERVE_PER_MONTH: u32 = 10;
 const UPLOAD_LAG: i64 = 60_000;
 /// The learned lag stays within these bounds.
 const LAG_RANGE: (i64, i64) = (15_000, 10 * 60_000);
+/// Without interval back-fill, the intervals are still read every this many days, to learn the
+/// daylight window from.
+const LEARN_EVERY_DAYS: i64 = 3;
 /// Margin added around the learned daylight window.
 const DAYLIGHT_MARGIN: i64 = 20 * MINUTE;
 
@@ -531,6 +534,8 @@ impl DayPlan {
         let backfill = left >= 8.0;
         if backfill {
             left -= f64::from(p.cost(Task::Intervals)) / evening_every as f64;
+        } else {
+            left -= f64::from(p.cost(Task::Intervals)) / LEARN_EVERY_DAYS as f64;
         }
         let inverters = left >= 40.0;
         if inverters {
@@ -614,13 +619,15 @@ impl DayPlan {
                 }
             }
             Task::Intervals => {
-                // One read at start to learn the daylight window, then one after each dusk.
+                // One read at start to learn the daylight window, then one after each dusk (every
+                // other dusk when the share is tight). Without the back-fill they still come every
+                // few days: they are what teaches the daylight window. Power reads see production
+                // only where they fall, which is inside the window, so a window learned from them
+                // alone would shrink towards them day by day and miss the dawn.
                 let Some(last) = last else { return Some(now_ms) };
-                if !self.backfill {
-                    return None;
-                }
+                let every = if self.backfill { self.evening_every } else { LEARN_EVERY_DAYS };
                 let evening = dusk + 30 * MINUTE;
-                let skip = (self.evening_every - 1) * DAY;
+                let skip = (every - 1) * DAY;
                 Some(if last < evening - skip { evening } else { evening + DAY })
             }
             Task::Inverters => {
@@ -772,6 +779,52 @@ mod tests {
             t = next.at_ms;
             s.record(1, next.task, t, &Outcome { ok: true, ..Outcome::default() });
         }
+    }
+
+    /// With a share too tight for the daily back-fill, the intervals still come every few days and
+    /// keep the daylight window whole: learned from power reads alone, it shrank towards the reads
+    /// day by day, and the dawn read drifted hours into the morning.
+    #[test]
+    fn a_tight_share_keeps_learning_the_daylight_window() {
+        let mut s = Scheduler::new(vec![micro_site()]);
+        // Production 06:00–20:00 UTC every day; an upload every 15 minutes.
+        let producing = |t: i64| (6 * 3600..20 * 3600).contains(&(t.rem_euclid(86_400)));
+        let upload = |t_ms: i64| (t_ms / 1000).div_euclid(900) * 900;
+        // About six hits a day.
+        let mut left = 6 * 29 + 29 + RESERVE_PER_MONTH;
+        let mut t = T0;
+        let mut first_read: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut interval_days = Vec::new();
+        while t < T0 + 14 * DAY {
+            let d = s.next(t, &budget(t, left)).expect("budget left");
+            t = d.at_ms;
+            left -= s.sites[&1].profile.cost(d.task);
+            let seen = upload(t);
+            let mut outcome = Outcome { ok: true, last_report_at: Some(seen), ..Outcome::default() };
+            match d.task {
+                Task::Power => {
+                    outcome.production_w = Some(if producing(seen) { 500 } else { 0 });
+                    first_read.entry(t.div_euclid(DAY)).or_insert(t.rem_euclid(DAY));
+                }
+                Task::Intervals => {
+                    interval_days.push(t.div_euclid(DAY) - T0 / DAY);
+                    outcome.intervals = (1..=288)
+                        .map(|k| seen - k * 300)
+                        .map(|end| (end, i64::from(producing(end - 1)) * 40))
+                        .collect();
+                }
+                Task::Energy | Task::Inverters => {}
+            }
+            s.record(1, d.task, t, &outcome);
+        }
+        let late: Vec<(i64, i64)> = first_read
+            .iter()
+            .filter(|(day, at)| **day >= T0 / DAY + 7 && **at > 6 * HOUR + 15 * MINUTE)
+            .map(|(day, at)| (day - T0 / DAY, at / MINUTE))
+            .collect();
+        assert!(late.is_empty(), "first reads after 06:15 (day, minute of the day): {late:?}");
+        assert!(interval_days.len() >= 5, "intervals every few days: {interval_days:?}");
+        assert!(interval_days.windows(2).all(|w| w[1] - w[0] <= 3), "{interval_days:?}");
     }
 
     #[test]
