@@ -858,7 +858,7 @@ async fn fetch(
         Endpoint::Latest => site.latest = Some(api.latest_telemetry(id).await?),
         Endpoint::Battery => {
             let q = since("battery_charge").unwrap_or_default().with_granularity(Granularity::Day);
-            let answer = api.battery_telemetry(id, q).await?;
+            let mut answer = api.battery_telemetry(id, q).await?;
             for i in &answer.intervals {
                 let Some(end) = i.end_at else { continue };
                 let charge = i.charge.as_ref().and_then(|c| c.enwh);
@@ -868,7 +868,6 @@ async fn fetch(
             }
             // Only the newest state of charge is read from the answer (ApiParts): keep that one
             // interval, not the day's.
-            let mut answer = answer;
             let newest_soc = answer
                 .intervals
                 .iter()
