@@ -211,7 +211,7 @@ fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
                 outcome.intervals =
                     sys.micro_buckets(t - 86_400, snap.last_report_at).iter().map(|b| (b.end, b.enwh)).collect();
             }
-            Task::Energy | Task::Inverters => {}
+            Task::Soc | Task::Energy | Task::Inverters => {}
         }
         sched.record(d.system_id, d.task, now, &outcome);
     }

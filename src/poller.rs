@@ -782,26 +782,22 @@ fn task_endpoints(site: &Site, task: Task, now_secs: i64, device_level: bool) ->
     match task {
         Task::Power => {
             // One hit. Micro-only: the summary carries power and energy. Metered: the meters'
-            // power, and every third time the summary for the energy totals; with a battery,
-            // every sixth its state of charge instead.
+            // power, and every third time the summary for the energy totals. (A battery's state
+            // of charge is a task of its own.)
             let k = site.power_polls;
             if (metered || battery) && k == 0 {
-                // The first reading takes all, so no entity starts unknown.
+                // The first reading takes both, so no entity starts unknown.
                 list.extend([Endpoint::Summary, Endpoint::Latest]);
-                if battery {
-                    list.push(Endpoint::Battery);
-                }
             } else if !(metered || battery) || k.is_multiple_of(6) || site.summary_is_old(now_secs) {
                 // (The first reading of a new local day is the summary: today's energy restarts.)
                 list.push(Endpoint::Summary);
-            } else if battery && k % 6 == 3 {
-                list.push(Endpoint::Battery);
             } else if metered && k.is_multiple_of(3) {
                 list.push(Endpoint::Summary);
             } else {
                 list.push(Endpoint::Latest);
             }
         }
+        Task::Soc => list.push(Endpoint::Battery),
         Task::Energy => {
             list.push(Endpoint::Summary);
             if metered {

@@ -53,6 +53,9 @@ pub enum Task {
     /// Current power: `summary` on micro-only sites (it carries energy too); on metered and
     /// battery sites `latest_telemetry`, with `summary` every third time for the energy totals.
     Power,
+    /// A battery's state of charge (`telemetry/battery`): a read of its own, so that no power
+    /// read is spent on it, and at night too, when the battery runs the house.
+    Soc,
     /// The day's totals of a metered site after sunset: `summary`, meter registers, lifetimes.
     Energy,
     /// New 5- and 15-minute intervals since the last seen (also teaches the daylight window).
@@ -63,7 +66,7 @@ pub enum Task {
 
 impl Task {
     /// Every task, highest priority first.
-    pub const ALL: [Task; 4] = [Task::Power, Task::Energy, Task::Intervals, Task::Inverters];
+    pub const ALL: [Task; 5] = [Task::Power, Task::Soc, Task::Energy, Task::Intervals, Task::Inverters];
 }
 
 /// What the scheduler needs to know of a system.
@@ -88,7 +91,7 @@ impl SiteProfile {
     /// Hits one call for `task` costs on this site.
     pub fn cost(&self, task: Task) -> u32 {
         match task {
-            Task::Power => 1,
+            Task::Power | Task::Soc => 1,
             Task::Energy => 1 + 3 * u32::from(self.metered) + u32::from(self.battery),
             Task::Intervals => 1 + u32::from(self.metered) + u32::from(self.battery),
             Task::Inverters => 1 + self.micro_pages,
@@ -494,6 +497,7 @@ fn useful_per_day(site: &SiteState) -> f64 {
     let reads = (site.window_len_ms() / cadence + 1) as f64;
     let p = &site.profile;
     reads * f64::from(p.cost(Task::Power))
+        + if p.battery { 24.0 } else { 0.0 }
         + 13.0 * f64::from(p.cost(Task::Energy))
         + f64::from(p.cost(Task::Intervals))
         + 1.0
@@ -514,6 +518,8 @@ struct DayPlan {
     backfill: bool,
     /// Whether the daily inverter read fits.
     inverters: bool,
+    /// Time between state-of-charge reads (battery sites), ms.
+    soc_every: Option<i64>,
 }
 
 impl DayPlan {
@@ -541,6 +547,13 @@ impl DayPlan {
         if inverters {
             left -= 1.0;
         }
+        // A battery's state of charge: a read for every six power reads, at least one a day and
+        // at most one an hour, spread over the whole day.
+        let soc_every = p.battery.then(|| {
+            let polls = (left / 7.0).clamp(1.0, 24.0);
+            left -= polls;
+            (DAY as f64 / polls) as i64
+        });
         let window = site.window_len_ms();
         // A rich share also refreshes the metered totals during the day.
         let energy_every = if metered && left >= 60.0 {
@@ -559,6 +572,7 @@ impl DayPlan {
             evening_every,
             backfill,
             inverters,
+            soc_every,
         }
     }
 
@@ -601,6 +615,11 @@ impl DayPlan {
                 let previous = first - site.uploads.cadence_secs() * 1000;
                 let unread = site.uploads.last.is_some_and(|seen| seen * 1000 + site.lag_ms < previous);
                 Some(if first <= moved + DAYLIGHT_MARGIN || !unread { first } else { moved })
+            }
+            Task::Soc => {
+                let every = self.soc_every?;
+                let Some(last) = last else { return Some(now_ms) };
+                Some(last + every)
             }
             Task::Energy => {
                 if !(site.profile.metered || site.profile.battery) || !self.evening_energy {
@@ -813,7 +832,7 @@ mod tests {
                         .map(|end| (end, i64::from(producing(end - 1)) * 40))
                         .collect();
                 }
-                Task::Energy | Task::Inverters => {}
+                Task::Soc | Task::Energy | Task::Inverters => {}
             }
             s.record(1, d.task, t, &outcome);
         }
@@ -825,6 +844,30 @@ mod tests {
         assert!(late.is_empty(), "first reads after 06:15 (day, minute of the day): {late:?}");
         assert!(interval_days.len() >= 5, "intervals every few days: {interval_days:?}");
         assert!(interval_days.windows(2).all(|w| w[1] - w[0] <= 3), "{interval_days:?}");
+    }
+
+    /// A battery's state of charge is a read of its own, day and night, and no power read is
+    /// spent on it.
+    #[test]
+    fn a_battery_has_its_state_of_charge_read_day_and_night() {
+        let site = SiteProfile { metered: true, battery: true, ..micro_site() };
+        assert_eq!(site.cost(Task::Soc), 1);
+        let mut s = Scheduler::new(vec![site]);
+        let mut left = 12 * 29 + 29 + RESERVE_PER_MONTH;
+        let mut t = T0;
+        let mut soc = Vec::new();
+        while t < T0 + 4 * DAY {
+            let d = s.next(t, &budget(t, left)).expect("budget left");
+            t = d.at_ms;
+            left -= s.sites[&1].profile.cost(d.task);
+            if d.task == Task::Soc {
+                soc.push(t);
+            }
+            s.record(1, d.task, t, &Outcome { ok: true, last_report_at: Some(t / 1000), ..Outcome::default() });
+        }
+        assert!(soc.len() >= 4, "at least one a day: {soc:?}");
+        assert!(soc.iter().any(|at| !s.sites[&1].is_daylight(*at)), "and at night too: {soc:?}");
+        assert!(soc.windows(2).all(|w| w[1] - w[0] >= HOUR), "at most one an hour: {soc:?}");
     }
 
     #[test]
