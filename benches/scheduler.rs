@@ -259,6 +259,73 @@ fn run_fixed(fleet: &Fleet, sc: &Scenario, ages: &Ages, budget: u32) -> Result {
     res
 }
 
+/// The least mean age any poller could reach with `reads` power reads in the month, knowing every
+/// upload and every day's daylight in advance: a bound to read the other figures against.
+///
+/// For each system and day, the best `k` reads are found exactly (dynamic programming over the
+/// day's uploads, the first being the last upload before the production starts: any later first
+/// read leaves the night's stale value on show), and so is the best split of the month's reads
+/// over the days.
+fn ideal(fleet: &Fleet, ages: &Ages, reads: u64) -> f64 {
+    // Per system and day: the least sum of age (seconds × seconds) for 1, 2, … reads.
+    let mut days: Vec<Vec<f64>> = Vec::new();
+    let mut span = 0.0;
+    for (i, sys) in fleet.systems().iter().enumerate() {
+        let period = if sys.is_cellular() { 6 * 3600 } else { 900 };
+        for &(a, b) in &ages.daylight[i] {
+            let (a, b) = (a.max(MONTH_START), b.min(MONTH_START + MONTH_SECS));
+            if b <= a {
+                continue;
+            }
+            span += (b - a) as f64;
+            let first = sys.last_upload_at(a);
+            let c: Vec<f64> = (0..).map(|k| first + k * period).take_while(|u| *u < b).map(|u| u as f64).collect();
+            // Age summed over [from, to) while the read of the upload at `at` is shown.
+            let seg = |at: f64, to: f64| {
+                let from = at.max(a as f64);
+                ((to - at).powi(2) - (from - at).powi(2)) / 2.0
+            };
+            let m = c.len();
+            // g[j]: least age over [a, c[j]) with the reads so far, the newest at c[j].
+            let mut g: Vec<f64> = vec![f64::INFINITY; m];
+            g[0] = 0.0;
+            let mut best = vec![seg(c[0], b as f64)];
+            for _k in 2..=m {
+                let mut next = vec![f64::INFINITY; m];
+                for j in 1..m {
+                    for i in 0..j {
+                        if g[i].is_finite() {
+                            next[j] = next[j].min(g[i] + seg(c[i], c[j]));
+                        }
+                    }
+                }
+                g = next;
+                let f = (0..m)
+                    .filter(|j| g[*j].is_finite())
+                    .map(|j| g[j] + seg(c[j], b as f64))
+                    .fold(f64::INFINITY, f64::min);
+                best.push(f);
+            }
+            days.push(best);
+        }
+    }
+    // Every day gets its first read; the rest are shared out exactly: `least[r]` is the least total
+    // over the days so far with `r` reads beyond the first of each day.
+    let extra = reads.saturating_sub(days.len() as u64) as usize;
+    let mut least = vec![0.0_f64; extra + 1];
+    for day in &days {
+        let mut next = vec![f64::INFINITY; extra + 1];
+        for (r, slot) in next.iter_mut().enumerate() {
+            for (k, cost) in day.iter().enumerate().take(r + 1) {
+                *slot = slot.min(least[r - k] + cost);
+            }
+        }
+        least = next;
+    }
+    let total = least.iter().copied().fold(f64::INFINITY, f64::min);
+    total / span / 60.0
+}
+
 fn main() {
     let scenarios = [
         Scenario { systems: 1, plan: "watt", per_minute: 10, per_month: 1_000 },
@@ -276,6 +343,8 @@ fn main() {
         let ours = run_ours(&fleet, sc, &ages);
         let fixed = run_fixed(&fleet, sc, &ages, ours.hits);
         let ratio = fixed.mean_age_min() / ours.mean_age_min();
+        let ideal_same = ideal(&fleet, &ages, ours.power_polls);
+        let ideal_all = ideal(&fleet, &ages, u64::from(fixed.hits).saturating_sub(30));
         let pct = |r: &Result| 100.0 * (r.power_polls - r.empty_polls) as f64 / r.power_polls.max(1) as f64;
         println!(
             "systems={} plan={:<8} hits={:>5} 429s={} new_data={:>5.1}% ({} of {} polls empty) age_ours={:>6.1}min | fixed: hits={:>5} 429s={} new_data={:>5.1}% age_fixed={:>6.1}min | {:.1}s ratio={:.2} breaches={}",
@@ -294,6 +363,14 @@ fn main() {
             started.elapsed().as_secs_f64(),
             ratio,
             ours.breaches
+        );
+        println!(
+            "  bound: the same {} power reads placed with hindsight {:.1}min (ratio {:.2}); every hit but the token refreshes a power read, with hindsight {:.1}min (ratio {:.2})",
+            ours.power_polls,
+            ideal_same,
+            fixed.mean_age_min() / ideal_same,
+            ideal_all,
+            fixed.mean_age_min() / ideal_all
         );
         if std::env::var_os("SCHEDULER_BENCH_DETAIL").is_some() {
             for (i, sys) in fleet.systems().iter().enumerate() {
