@@ -44,8 +44,12 @@ const LAG_RANGE: (i64, i64) = (15_000, 10 * 60_000);
 /// Without interval back-fill, the intervals are still read every this many days, to learn the
 /// daylight window from.
 const LEARN_EVERY_DAYS: i64 = 3;
-/// Margin added around the learned daylight window.
-const DAYLIGHT_MARGIN: i64 = 20 * MINUTE;
+/// Margin added before the learned daylight window: the day's first read goes to the last upload
+/// before the production starts, so that the night's value is not on show once it does.
+const DAWN_MARGIN: i64 = 20 * MINUTE;
+/// Margin added after it. Small: a read after the production has ended shows nothing the day's
+/// last read did not, and the window is already the widest of a week.
+const DUSK_MARGIN: i64 = 5 * MINUTE;
 
 /// What a call is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -246,15 +250,15 @@ impl Daylight {
     /// started, or it is now, in daylight): it may widen the start but not set the end, or "dusk"
     /// would fall just after the last reading.
     fn window(&self) -> (i64, i64) {
-        let margin = DAYLIGHT_MARGIN / 1000;
+        let (before, after) = (DAWN_MARGIN / 1000, DUSK_MARGIN / 1000);
         let Some((newest, newest_w)) = self.days.iter().next_back() else { return (6 * 3600, 20 * 3600) };
         let start = self.days.values().map(|w| w.0).min().unwrap_or(6 * 3600);
         let finished_end = self.days.iter().filter(|(d, w)| *d != newest && w.1 - w.0 >= 3600).map(|(_, w)| w.1).max();
         let end = match finished_end {
             Some(end) => end.max(newest_w.1),
-            None => (20 * 3600 - margin).max(newest_w.1),
+            None => (20 * 3600 - after).max(newest_w.1),
         };
-        ((start - margin).max(0), (end + margin).min(86_400))
+        ((start - before).max(0), (end + after).min(86_400))
     }
 }
 
@@ -409,11 +413,11 @@ impl Scheduler {
         }
     }
 
-    /// Each system's hits per day out of `per_day`: an equal split, except that a system whose
-    /// uploads are rare (a cellular gateway uploads every few hours) gets no more than reading
-    /// each upload needs, and what it leaves goes to the others. (Weighting the split by daylight
-    /// or cost was measured in the month simulation and did worse: every system's evening reads
-    /// cost the same whatever its share.)
+    /// Each system's hits per day out of `per_day`. A system whose uploads are rare (a cellular
+    /// gateway uploads every few hours) gets no more than reading each upload needs, and what it
+    /// leaves goes to the others. Among those, each keeps what its other reads cost, and the rest
+    /// goes in proportion to its daylight: a longer day needs more reads for the same freshness,
+    /// and the mean age over all systems is least when every system's reads are as far apart.
     fn shares(&self, per_day: f64) -> BTreeMap<u64, f64> {
         let mut shares = BTreeMap::new();
         let mut open: Vec<&SiteState> = self.sites.values().collect();
@@ -422,8 +426,12 @@ impl Scheduler {
             let equal = left / open.len() as f64;
             let capped: Vec<&SiteState> = open.iter().copied().filter(|s| equal > useful_per_day(s)).collect();
             if capped.is_empty() {
-                for s in &open {
-                    shares.insert(s.profile.system_id, equal);
+                // What each system spends besides power reads, then the rest by daylight length.
+                let extras: Vec<f64> = open.iter().map(|s| DayPlan::new(s, equal).extras).collect();
+                let rest = (left - extras.iter().sum::<f64>()).max(0.0);
+                let daylight: f64 = open.iter().map(|s| s.window_len_ms() as f64).sum();
+                for (s, extra) in open.iter().zip(extras) {
+                    shares.insert(s.profile.system_id, extra + rest * s.window_len_ms() as f64 / daylight);
                 }
                 break;
             }
@@ -498,7 +506,7 @@ fn useful_per_day(site: &SiteState) -> f64 {
     let p = &site.profile;
     reads * f64::from(p.cost(Task::Power))
         + if p.battery { 24.0 } else { 0.0 }
-        + 13.0 * f64::from(p.cost(Task::Energy))
+        + if p.metered || p.battery { 13.0 * f64::from(p.cost(Task::Energy)) } else { 0.0 }
         + f64::from(p.cost(Task::Intervals))
         + 1.0
 }
@@ -520,6 +528,8 @@ struct DayPlan {
     inverters: bool,
     /// Time between state-of-charge reads (battery sites), ms.
     soc_every: Option<i64>,
+    /// Hits a day spent on other things than power reads.
+    extras: f64,
 }
 
 impl DayPlan {
@@ -563,6 +573,7 @@ impl DayPlan {
         } else {
             None
         };
+        let extras = hits_per_day - left;
         let polls = (left / f64::from(p.cost(Task::Power))).max(0.25);
         let power_every = ((window as f64) / polls) as i64;
         Self {
@@ -573,6 +584,7 @@ impl DayPlan {
             backfill,
             inverters,
             soc_every,
+            extras,
         }
     }
 
@@ -591,6 +603,27 @@ impl DayPlan {
         Some(in_daylight(site, at, dawn, dusk, site.window_on(next_day).0))
     }
 
+    /// The power read after one at `last`. Reads can only usefully fall just after an upload, so
+    /// the planned spacing is a whole number of upload cadences; rounding it the same way every
+    /// time would spend too much or too little (a planned 53 minutes becomes 60 every time, and
+    /// the hits left over come too late to help). So each gap takes the multiple below or above
+    /// the plan, chosen by a low-discrepancy sequence over the read count, in the proportion
+    /// that averages to the plan.
+    fn next_power_read(&self, site: &SiteState, last: i64) -> i64 {
+        /// The golden ratio's fractional part: its multiples spread evenly over [0, 1).
+        const WEYL: f64 = 0.618_033_988_749_895;
+        let cadence = site.uploads.cadence_secs() * 1000;
+        let steps = self.power_every as f64 / cadence as f64;
+        let whole = steps.floor();
+        let dither = (site.power_polls as f64 * WEYL).fract();
+        let k = (whole as i64 + i64::from(dither < steps - whole)).max(1);
+        // Counted from the newest upload read, or from the next one when that is long past.
+        let after_last = site.uploads.next_after(last - site.lag_ms);
+        let base = site.uploads.last.map_or(after_last, |seen| seen * 1000);
+        let at = base + k * cadence + site.lag_ms;
+        if at > last { at } else { after_last + site.lag_ms }
+    }
+
     /// When `task` is next due for `site` counting from its last success.
     fn due_after_success(&self, site: &SiteState, task: Task, now_ms: i64) -> Option<i64> {
         let last = site.last_run.get(&task).copied();
@@ -600,21 +633,30 @@ impl DayPlan {
         match task {
             Task::Power => {
                 let Some(last) = last else { return Some(now_ms) };
-                let earliest = last + self.power_every * 9 / 10;
-                // The first upload after that moment, plus the cloud's processing lag.
-                let at = site.uploads.next_after(earliest - site.lag_ms) + site.lag_ms;
+                // Planned again later, the read may come out earlier than it did (the share moved):
+                // if that moment has passed, it is now, and now may be after dusk.
+                let at = self.next_power_read(site, last).max(now_ms);
                 let moved = in_daylight(site, at, dawn, dusk, next_dawn);
                 if moved == at {
                     return Some(at);
                 }
                 // Moved to the start of the daylight window, which lies a margin before the first
-                // production: read the first upload after it if that still comes before the
-                // production starts, else whatever arrived overnight that was not read yet (a
-                // cellular gateway's last upload may be hours old by then), else wait for one.
-                let first = site.uploads.next_after(moved - site.lag_ms - 1) + site.lag_ms;
-                let previous = first - site.uploads.cadence_secs() * 1000;
+                // production: read the last upload before the production starts (the first after
+                // the window's start when uploads are rarer than the margin), so the night's value
+                // is gone once it starts and no read goes to the dark; if that upload only comes
+                // later, read whatever arrived overnight that was not read yet (a cellular
+                // gateway's last upload may be hours old by then), else wait for it.
+                let cadence = site.uploads.cadence_secs() * 1000;
+                let production = moved + DAWN_MARGIN;
+                let last_dark = site.uploads.next_after(production - site.lag_ms - cadence) + site.lag_ms;
+                let first = if last_dark >= moved {
+                    last_dark
+                } else {
+                    site.uploads.next_after(moved - site.lag_ms - 1) + site.lag_ms
+                };
+                let previous = first - cadence;
                 let unread = site.uploads.last.is_some_and(|seen| seen * 1000 + site.lag_ms < previous);
-                Some(if first <= moved + DAYLIGHT_MARGIN || !unread { first } else { moved })
+                Some(if first <= moved + DAWN_MARGIN || !unread { first } else { moved })
             }
             Task::Soc => {
                 let every = self.soc_every?;
@@ -754,7 +796,7 @@ mod tests {
         d.observe(tz, T0 / 1000 + 86_400, 10); // 11:00 on 2026-11-03: the 2nd is a finished day
         let (a, b) = d.window();
         assert_eq!(a, 5 * 3600 + 30 * 60 - 1 - 20 * 60, "the first producing interval began 05:30, less the margin");
-        assert_eq!(b, 19 * 3600 + 10 * 60 - 1 + 20 * 60, "the last ended 19:10, plus the margin");
+        assert_eq!(b, 19 * 3600 + 10 * 60 - 1 + 5 * 60, "the last ended 19:10, plus the margin");
     }
 
     #[test]
@@ -771,7 +813,7 @@ mod tests {
         d.observe(utc, T0 / 1000 + 17 * 3600, 10);
         d.observe(utc, T0 / 1000 + DAY / 1000 + 8 * 3600, 10);
         let (_, b) = d.window();
-        assert_eq!(b, 17 * 3600 - 1 + 20 * 60);
+        assert_eq!(b, 17 * 3600 - 1 + 5 * 60);
     }
 
     #[test]
@@ -805,37 +847,17 @@ mod tests {
     /// day by day, and the dawn read drifted hours into the morning.
     #[test]
     fn a_tight_share_keeps_learning_the_daylight_window() {
-        let mut s = Scheduler::new(vec![micro_site()]);
-        // Production 06:00–20:00 UTC every day; an upload every 15 minutes.
-        let producing = |t: i64| (6 * 3600..20 * 3600).contains(&(t.rem_euclid(86_400)));
-        let upload = |t_ms: i64| (t_ms / 1000).div_euclid(900) * 900;
         // About six hits a day.
-        let mut left = 6 * 29 + 29 + RESERVE_PER_MONTH;
-        let mut t = T0;
+        let calls = calls_made(6, 14);
         let mut first_read: BTreeMap<i64, i64> = BTreeMap::new();
-        let mut interval_days = Vec::new();
-        while t < T0 + 14 * DAY {
-            let d = s.next(t, &budget(t, left)).expect("budget left");
-            t = d.at_ms;
-            left -= s.sites[&1].profile.cost(d.task);
-            let seen = upload(t);
-            let mut outcome = Outcome { ok: true, last_report_at: Some(seen), ..Outcome::default() };
-            match d.task {
-                Task::Power => {
-                    outcome.production_w = Some(if producing(seen) { 500 } else { 0 });
-                    first_read.entry(t.div_euclid(DAY)).or_insert(t.rem_euclid(DAY));
-                }
-                Task::Intervals => {
-                    interval_days.push(t.div_euclid(DAY) - T0 / DAY);
-                    outcome.intervals = (1..=288)
-                        .map(|k| seen - k * 300)
-                        .map(|end| (end, i64::from(producing(end - 1)) * 40))
-                        .collect();
-                }
-                Task::Soc | Task::Energy | Task::Inverters => {}
-            }
-            s.record(1, d.task, t, &outcome);
+        for (_, t) in calls.iter().filter(|(task, _)| *task == Task::Power) {
+            first_read.entry(t.div_euclid(DAY)).or_insert(t.rem_euclid(DAY));
         }
+        let interval_days: Vec<i64> = calls
+            .iter()
+            .filter(|(task, _)| *task == Task::Intervals)
+            .map(|(_, t)| t.div_euclid(DAY) - T0 / DAY)
+            .collect();
         let late: Vec<(i64, i64)> = first_read
             .iter()
             .filter(|(day, at)| **day >= T0 / DAY + 7 && **at > 6 * HOUR + 15 * MINUTE)
@@ -888,18 +910,23 @@ mod tests {
     }
 
     #[test]
-    fn the_first_read_of_the_day_takes_the_first_upload_after_dawn_or_the_overnight_one() {
-        // Uploads every 15 minutes at :10, :25, :40, :55; the last read at 21:55 the day before.
+    fn the_first_read_of_the_day_takes_the_last_upload_before_production_or_the_overnight_one() {
+        // Uploads every 15 minutes at :02, :17, :32, :47; the last read at 21:47 the day before.
         let mut s = Scheduler::new(vec![micro_site()]);
         let evening = T0 + 22 * HOUR;
         let b = budget(evening, 100_000);
-        for at in [21 * 3600 + 25 * 60, 21 * 3600 + 40 * 60, 21 * 3600 + 55 * 60] {
+        for at in [21 * 3600 + 17 * 60, 21 * 3600 + 32 * 60, 21 * 3600 + 47 * 60] {
             let ok = Outcome { ok: true, last_report_at: Some(T0 / 1000 + at), ..Outcome::default() };
             s.record(1, Task::Power, evening, &ok);
         }
         let lag = s.sites[&1].lag_ms;
-        let dawn = T0 + DAY + 6 * HOUR; // the default window starts at 06:00
-        assert_eq!(s.next_power_all(evening, &b)[&1], dawn + 10 * MINUTE + lag, "the 06:10 upload, not the 05:55 one");
+        // The default window starts at 06:00, a margin before the production is expected.
+        let dawn = T0 + DAY + 6 * HOUR;
+        assert_eq!(
+            s.next_power_all(evening, &b)[&1],
+            dawn + 17 * MINUTE + lag,
+            "the 06:17 upload: not the 06:02 one, in the dark, nor the 06:32 one, after the production started"
+        );
 
         // A cellular gateway uploads every 6 hours: at 06:00 the 04:00 upload is still unread, and
         // waiting for the 10:00 one would show last evening's data for four hours.
@@ -1027,5 +1054,98 @@ mod tests {
         s.record(1, Task::Power, late, &Outcome::default());
         let retry = s.next_power_all(late, &b)[&1];
         assert!(retry >= T0 + DAY + 6 * HOUR, "not retried through the night: {retry}");
+    }
+
+    /// A micro site producing 06:00–20:00 UTC that uploads every 15 minutes, planned with
+    /// `per_day` hits a day for `days` days: every call made, and when (ms).
+    fn calls_made(per_day: u32, days: i64) -> Vec<(Task, i64)> {
+        let mut s = Scheduler::new(vec![micro_site()]);
+        let producing = |t: i64| (6 * 3600..20 * 3600).contains(&(t.rem_euclid(86_400)));
+        let upload = |t_ms: i64| (t_ms / 1000).div_euclid(900) * 900;
+        let mut left = per_day * 29 + 29 + RESERVE_PER_MONTH;
+        let mut t = T0;
+        let mut calls = Vec::new();
+        while t < T0 + days * DAY {
+            let d = s.next(t, &budget(t, left)).expect("budget left");
+            t = d.at_ms;
+            left -= s.sites[&1].profile.cost(d.task);
+            let seen = upload(t);
+            let mut outcome = Outcome { ok: true, last_report_at: Some(seen), ..Outcome::default() };
+            match d.task {
+                Task::Power => outcome.production_w = Some(if producing(seen) { 500 } else { 0 }),
+                Task::Intervals => {
+                    outcome.intervals = (1..=288)
+                        .map(|k| seen - k * 300)
+                        .map(|end| (end, i64::from(producing(end - 1)) * 40))
+                        .collect();
+                }
+                Task::Soc | Task::Energy | Task::Inverters => {}
+            }
+            calls.push((d.task, t));
+            s.record(1, d.task, t, &outcome);
+        }
+        calls
+    }
+
+    #[test]
+    fn power_reads_average_to_the_planned_spacing() {
+        // About 17 hits a day over a 14-hour window: a read every 50-odd minutes, which the
+        // 15-minute uploads cannot give every time. Rounding each gap the same way would make
+        // them all 60 minutes and leave hits unspent; the gaps mix 45 and 60 instead.
+        let reads: Vec<i64> =
+            calls_made(17, 4).into_iter().filter(|(task, _)| *task == Task::Power).map(|(_, t)| t).collect();
+        let gaps: Vec<i64> = reads
+            .windows(2)
+            .filter(|w| w[0] >= T0 + DAY && (7 * HOUR..19 * HOUR).contains(&w[0].rem_euclid(DAY)))
+            .filter(|w| (7 * HOUR..19 * HOUR).contains(&w[1].rem_euclid(DAY)))
+            .map(|w| (w[1] - w[0]) / MINUTE)
+            .collect();
+        assert!(gaps.len() >= 20, "{gaps:?}");
+        assert!(gaps.iter().all(|g| *g == 45 || *g == 60), "whole uploads apart: {gaps:?}");
+        assert!(gaps.contains(&45) && gaps.contains(&60), "both neighbours of the plan: {gaps:?}");
+        let mean = gaps.iter().sum::<i64>() as f64 / gaps.len() as f64;
+        assert!((49.0..57.0).contains(&mean), "mean gap {mean:.1} min: {gaps:?}");
+    }
+
+    #[test]
+    fn a_longer_day_gets_a_larger_share() {
+        let mut s = Scheduler::new(vec![micro_site(), SiteProfile { system_id: 2, ..micro_site() }]);
+        // Two finished days: system 1 produces 05:00–21:00, system 2 09:00–15:00.
+        for day in 0..2 {
+            for (id, from, to) in [(1, 5, 21), (2, 9, 15)] {
+                let site = s.sites.get_mut(&id).unwrap();
+                for h in from..=to {
+                    let tz = site.tz.clone();
+                    site.daylight.observe(&tz, T0 / 1000 + day * 86_400 + h * 3600, 100);
+                }
+            }
+        }
+        let shares = s.shares(40.0);
+        assert!((shares[&1] + shares[&2] - 40.0).abs() < 1e-9, "{shares:?}");
+        assert!(shares[&1] > 2.0 * shares[&2], "16 hours of daylight against 6: {shares:?}");
+    }
+
+    #[test]
+    fn a_cellular_micro_site_leaves_what_it_cannot_use_to_the_others() {
+        // Uploads every 6 hours: a read after each, the interval read and a spare; no evening
+        // totals, which only metered sites have.
+        let cellular = SiteProfile { cellular: true, ..micro_site() };
+        let s = Scheduler::new(vec![cellular, SiteProfile { system_id: 2, ..micro_site() }]);
+        let shares = s.shares(20.0);
+        assert!(shares[&1] <= 6.0, "{shares:?}");
+        assert!((shares[&1] + shares[&2] - 20.0).abs() < 1e-9, "{shares:?}");
+    }
+
+    #[test]
+    fn a_read_whose_moment_passed_after_dusk_waits_for_the_dawn() {
+        let mut s = Scheduler::new(vec![micro_site()]);
+        let evening = T0 + 18 * HOUR;
+        let ok = Outcome { ok: true, last_report_at: Some(evening / 1000 - 60), ..Outcome::default() };
+        s.record(1, Task::Power, evening, &ok);
+        // At 21:00, past the default dusk (20:00), a far larger share (a new cap, a new month)
+        // puts the next read at 18:15: that moment has passed, and it is dark now.
+        let late = T0 + 21 * HOUR;
+        let next = s.next_power_all(late, &budget(late, 100_000))[&1];
+        assert!(next >= T0 + DAY + 6 * HOUR, "read at {} min after the day began", (next - T0) / MINUTE);
     }
 }
