@@ -429,11 +429,12 @@ impl Scheduler {
                 // What each system spends besides power reads, then the rest by daylight length.
                 let extras: Vec<f64> = open.iter().map(|s| DayPlan::new(s, equal).extras).collect();
                 let rest = (left - extras.iter().sum::<f64>()).max(0.0);
-                let daylight: f64 = open.iter().map(|s| s.window_len_ms() as f64).sum();
-                for (s, extra) in open.iter().zip(extras) {
-                    shares.insert(s.profile.system_id, extra + rest * s.window_len_ms() as f64 / daylight);
+                let windows: Vec<f64> = open.iter().map(|s| s.window_len_ms() as f64).collect();
+                let daylight: f64 = windows.iter().sum();
+                for ((s, extra), window) in open.iter().zip(extras).zip(windows) {
+                    shares.insert(s.profile.system_id, extra + rest * window / daylight);
                 }
-                break;
+                return shares;
             }
             for s in capped {
                 let cap = useful_per_day(s);
@@ -441,6 +442,12 @@ impl Scheduler {
                 left -= cap;
                 open.retain(|o| o.profile.system_id != s.profile.system_id);
             }
+        }
+        // Every system got all it can use well. The rest still goes to them (the most a larger
+        // share buys is a read after every upload), or it would lie unspent at the month's end.
+        let n = shares.len().max(1) as f64;
+        for share in shares.values_mut() {
+            *share += left / n;
         }
         shares
     }
@@ -1115,8 +1122,7 @@ mod tests {
             for (id, from, to) in [(1, 5, 21), (2, 9, 15)] {
                 let site = s.sites.get_mut(&id).unwrap();
                 for h in from..=to {
-                    let tz = site.tz.clone();
-                    site.daylight.observe(&tz, T0 / 1000 + day * 86_400 + h * 3600, 100);
+                    site.daylight.observe(&site.tz, T0 / 1000 + day * 86_400 + h * 3600, 100);
                 }
             }
         }
@@ -1147,5 +1153,13 @@ mod tests {
         let late = T0 + 21 * HOUR;
         let next = s.next_power_all(late, &budget(late, 100_000))[&1];
         assert!(next >= T0 + DAY + 6 * HOUR, "read at {} min after the day began", (next - T0) / MINUTE);
+    }
+
+    #[test]
+    fn what_no_system_can_use_well_is_still_shared_out() {
+        // One system: its cap passes nothing to anyone, and hits left unplanned would lie unspent
+        // at the month's end.
+        let s = Scheduler::new(vec![SiteProfile { cellular: true, ..micro_site() }]);
+        assert!((s.shares(300.0)[&1] - 300.0).abs() < 1e-9);
     }
 }
