@@ -113,6 +113,8 @@ impl Kept {
 #[derive(Debug, Default)]
 struct Site {
     system: System,
+    /// The system's time zone (`system.timezone`), looked up once.
+    zone: Option<Zone>,
     /// The device list, without its micros (see `micros`).
     devices: Option<Devices>,
     /// The device list's micros: how many, and how many in service.
@@ -154,8 +156,7 @@ impl Site {
 
     /// The system's local date at `now_secs`, `YYYY-MM-DD`.
     fn local_date(&self, now_secs: i64) -> Option<String> {
-        let tz = Zone::named(self.system.timezone.as_deref()?)?;
-        Some(tz.local_date(now_secs).format("%Y-%m-%d").to_string())
+        Some(self.zone.as_ref()?.local_date(now_secs).format("%Y-%m-%d").to_string())
     }
 
     /// Whether the newest summary is from an earlier local day than `now_secs`.
@@ -359,8 +360,7 @@ impl Poller {
         self.sites
             .values()
             .filter_map(|s| {
-                let tz = Zone::named(s.system.timezone.as_deref()?)?;
-                let secs = tz.seconds_from_midnight(now_ms.div_euclid(1000));
+                let secs = s.zone.as_ref()?.seconds_from_midnight(now_ms.div_euclid(1000));
                 Some(now_ms + (86_400 - secs) * 1000 + 1000)
             })
             .min()
@@ -504,7 +504,8 @@ impl Poller {
         for system in systems {
             let Some(id) = system.system_id.and_then(|i| u64::try_from(i).ok()) else { continue };
             let kept = kept.get(&id).cloned().unwrap_or_default();
-            self.sites.insert(id, Site { system, kept, ..Site::default() });
+            let zone = system.timezone.as_deref().and_then(Zone::named);
+            self.sites.insert(id, Site { system, zone, kept, ..Site::default() });
         }
         tracing::info!(systems = self.sites.len(), "Enphase systems found");
         let device_level = self.device_level();
