@@ -36,8 +36,19 @@ pub struct Broker {
     child: Option<Child>,
 }
 
+/// A loopback port nothing listens on. It is free when asked and bound later by whatever gets
+/// it, and the tests of one binary run in parallel: so a port is handed out at most once per
+/// binary, or two tests could end up talking to one broker or one bridge.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl Broker {
