@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{BridgeInput, RefreshRequest};
 use crate::clock::SharedClock;
-use crate::enlighten::api::{Granularity, MICROS_TELEMETRY, TelemetryQuery};
+use crate::enlighten::api::{MICROS_TELEMETRY, TelemetryQuery};
 use crate::enlighten::ledger::next_month_start_ms;
 use crate::enlighten::responses::{
     BatteryTelemetry, ConsumptionMeter, Devices, ExportLifetime, ImportLifetime, InvertersSummary, LatestTelemetry,
@@ -854,7 +854,7 @@ async fn fetch(
         Endpoint::Summary => site.summary = Some(api.summary(id, None).await?),
         Endpoint::Latest => site.latest = Some(api.latest_telemetry(id).await?),
         Endpoint::Battery => {
-            let q = since("battery_charge").unwrap_or_default().with_granularity(Granularity::Day);
+            let q = since("battery_charge").unwrap_or_default().reaching(now_secs);
             let mut answer = api.battery_telemetry(id, q).await?;
             for i in &answer.intervals {
                 let Some(end) = i.end_at else { continue };
@@ -879,7 +879,7 @@ async fn fetch(
             // The first read reaches a day back, so yesterday's whole daylight teaches the window.
             let q = since("production")
                 .unwrap_or_else(|| TelemetryQuery::since(now_secs - 86_400))
-                .with_granularity(Granularity::Day);
+                .reaching(now_secs);
             let answer: ProductionMicro = api.production_micro(id, q).await?;
             for i in &answer.intervals {
                 if let Some(end) = i.end_at {
@@ -888,7 +888,7 @@ async fn fetch(
             }
         }
         Endpoint::ConsumptionMeter => {
-            let q = since("consumption").unwrap_or_default().with_granularity(Granularity::Day);
+            let q = since("consumption").unwrap_or_default().reaching(now_secs);
             let answer: ConsumptionMeter = api.consumption_meter(id, q).await?;
             for i in &answer.intervals {
                 if let Some(end) = i.end_at {
@@ -916,7 +916,7 @@ async fn fetch(
         Endpoint::MicrosTelemetry => {
             let q = since(MICRO_KIND)
                 .unwrap_or_else(|| TelemetryQuery::since(now_secs - 86_400))
-                .with_granularity(Granularity::Day);
+                .reaching(now_secs);
             let last = site.kept.last_interval.get(MICRO_KIND).copied().unwrap_or(i64::MIN);
             // An upload may land between two pages: only buckets every page has are complete,
             // the rest come with the next read.

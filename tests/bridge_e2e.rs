@@ -1149,6 +1149,42 @@ async fn a_refused_interval_start_is_not_asked_again_and_the_next_read_starts_af
     assert!(rec.on(&format!("enphase/{A}/intervals")).len() >= 12, "intervals published again:\n{log}");
 }
 
+/// An interval read that starts more than a day back (a Watt plan shared by several systems
+/// reads them every other evening; here a place kept by a bridge that was stopped for two and a
+/// half days) still reaches the present in one read: every production interval since the kept
+/// one is published, none missing, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_read_two_days_behind_catches_up_in_one_read() {
+    let start = next_local_hour(tz_of(A), 21, real_now() + HOUR);
+    let opts = starting_at(SimOptions { systems: 1, plan: SimPlan::Watt, ..SimOptions::default() }, start, 1.0);
+    let rig = Rig::new(opts, Login::Code).await;
+    let kept_at = (rig.now() - 60 * HOUR).div_euclid(300) * 300;
+    let kept = json!({ A.to_string(): { "last_interval": { "production": kept_at } } });
+    std::fs::write(rig.config.state_dir.join("totals.json"), kept.to_string()).unwrap();
+    let rec = Recorder::start(rig.broker.port, &["enphase/+/intervals"], rig.sim.sim.clone()).await;
+    let running = rig.start().await;
+    rig.settle().await;
+    running.stop().await;
+    let hits = rig.hits().await;
+    let reads: Vec<&Hit> = hits.iter().filter(|h| h.path.ends_with("/telemetry/production_micro")).collect();
+    assert_eq!(reads.len(), 1, "one read: {hits:?}");
+    let read_at = reads[0].at;
+    let mut ends: Vec<i64> = rec
+        .on(&format!("enphase/{A}/intervals"))
+        .iter()
+        .map(|m| m.json())
+        .filter(|i| i["kind"] == "production")
+        .map(|i| i["end_at_epoch"].as_i64().expect("end_at_epoch"))
+        .collect();
+    ends.sort_unstable();
+    let sys = rig.sim.sim.fleet().get(A).unwrap();
+    let expected: Vec<i64> = sys.micro_buckets(kept_at, sys.last_upload_at(read_at)).iter().map(|b| b.end).collect();
+    assert!(expected.len() > 2 * 288, "the model has {} buckets since the kept one", expected.len());
+    assert_eq!(ends.first(), expected.first(), "from the one after the kept one");
+    assert_eq!(ends.last(), expected.last(), "to the newest uploaded");
+    assert_eq!(ends, expected, "every one, once");
+}
+
 /// Grid import and export are Enphase's daily series summed from the system's first day to
 /// yesterday (the bridge keeps only that sum of the series, not a value per day).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

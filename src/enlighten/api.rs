@@ -83,6 +83,21 @@ impl TelemetryQuery {
         self
     }
 
+    /// The same query with a window that reaches `now_secs`, if a week can: Enphase answers one
+    /// granularity window from the start (a day by default), so a read that starts more than a
+    /// day back asks for a week. Reads a day or more apart (a Watt plan shared by several
+    /// systems reads the intervals every other evening) would otherwise fall a day further
+    /// behind with each read. (`week` on the micros' series is in Enphase's parameter list; how
+    /// many buckets it gives there is unconfirmed, and a refusal ends as any 422 on an interval
+    /// read does: the next read starts afresh.)
+    pub fn reaching(self, now_secs: i64) -> Self {
+        let granularity = match self.start_at {
+            Some(at) if now_secs - at > 86_400 => Granularity::Week,
+            _ => Granularity::Day,
+        };
+        self.with_granularity(granularity)
+    }
+
     /// The query parameters, in a stable order.
     pub fn to_query(&self) -> Vec<(&'static str, String)> {
         let mut query = Vec::with_capacity(2);
@@ -468,6 +483,17 @@ mod tests {
         let all = [Granularity::FiveMins, Granularity::FifteenMins, Granularity::Day, Granularity::Week];
         let values: Vec<_> = all.iter().map(|g| g.as_str()).collect();
         assert_eq!(values, ["5mins", "15mins", "day", "week"]);
+    }
+
+    #[test]
+    fn a_read_from_more_than_a_day_back_asks_for_a_week() {
+        let now = 1_750_107_600;
+        let g = |q: TelemetryQuery| q.reaching(now).granularity;
+        assert_eq!(g(TelemetryQuery::since(now - 3_600)), Some(Granularity::Day));
+        assert_eq!(g(TelemetryQuery::since(now - 86_400)), Some(Granularity::Day), "a day reaches now");
+        assert_eq!(g(TelemetryQuery::since(now - 86_401)), Some(Granularity::Week));
+        assert_eq!(g(TelemetryQuery::since(now - 3 * 86_400)), Some(Granularity::Week));
+        assert_eq!(g(TelemetryQuery::default()), Some(Granularity::Day), "from midnight today");
     }
 
     #[test]
