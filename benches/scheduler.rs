@@ -197,21 +197,20 @@ fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
             production_w: Some(snap.current_power_w),
             intervals: Vec::new(),
         };
-        match d.task {
-            Task::Power => {
-                res.power_polls += 1;
-                if shown[i] == Some(snap.last_report_at) {
-                    res.empty_polls += 1;
-                }
-                ages.sample(i, shown_since[i], t, shown[i], &mut res);
-                shown[i] = Some(snap.last_report_at);
-                shown_since[i] = t;
+        // On a micro-only site the interval read shows the newest power too (its newest bucket).
+        let shows_power = d.task == Task::Power || (d.task == Task::Intervals && p.intervals_carry_power());
+        if d.task == Task::Intervals {
+            outcome.intervals =
+                sys.micro_buckets(t - 86_400, snap.last_report_at).iter().map(|b| (b.end, b.enwh)).collect();
+        }
+        if shows_power {
+            res.power_polls += 1;
+            if shown[i] == Some(snap.last_report_at) {
+                res.empty_polls += 1;
             }
-            Task::Intervals => {
-                outcome.intervals =
-                    sys.micro_buckets(t - 86_400, snap.last_report_at).iter().map(|b| (b.end, b.enwh)).collect();
-            }
-            Task::Soc | Task::Energy | Task::Inverters => {}
+            ages.sample(i, shown_since[i], t, shown[i], &mut res);
+            shown[i] = Some(snap.last_report_at);
+            shown_since[i] = t;
         }
         sched.record(d.system_id, d.task, now, &outcome);
     }

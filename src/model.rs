@@ -7,7 +7,7 @@
 //!
 //! | reading                      | source                                                           |
 //! |------------------------------|------------------------------------------------------------------|
-//! | production power             | `latest_telemetry` production meter, else `summary.current_power` (the fresher) |
+//! | production power             | the freshest of: `latest_telemetry` production meter, `summary.current_power`, the newest `telemetry/production_micro` bucket |
 //! | production energy today      | `summary.energy_today`                                           |
 //! | production energy lifetime   | `summary.energy_lifetime + summary.energy_today` (§4.4)          |
 //! | consumption power            | `latest_telemetry` consumption meter (already the load, §4.11)   |
@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::enlighten::Plan;
 use crate::enlighten::responses::{
     BatteryTelemetry, Device, Devices, ExportLifetime, ImportLifetime, InvertersSummary, LatestReading,
-    LatestTelemetry, Meta, MeterReading, MeterReadings, Summary, System,
+    LatestTelemetry, Meta, MeterReading, MeterReadings, ProductionMicro, Summary, System,
 };
 
 /// Enlighten's web page for a system; Home Assistant links the device to it.
@@ -194,6 +194,9 @@ pub struct ApiParts<'a> {
     pub devices: Option<&'a Devices>,
     /// `GET /systems/{id}/latest_telemetry`.
     pub latest: Option<&'a LatestTelemetry>,
+    /// `GET /systems/{id}/telemetry/production_micro`: only its newest bucket and `meta` are read
+    /// (the newest power, and the upload it came with).
+    pub production_micro: Option<&'a ProductionMicro>,
     /// `GET /systems/{id}/telemetry/battery` (for the state of charge).
     pub battery: Option<&'a BatteryTelemetry>,
     /// `GET /systems/{id}/production_meter_readings`.
@@ -300,18 +303,21 @@ impl SiteSnapshot {
         // Readings.
         let latest_production = parts.latest.and_then(|l| channel_sum(&l.devices.meters, "production"));
         let latest_consumption = parts.latest.and_then(|l| channel_sum(&l.devices.meters, "consumption"));
-        snap.production.power_w = match (latest_production, summary.and_then(|s| s.current_power)) {
-            (Some(meter), Some(summary_w)) => {
-                let meter_is_fresher = match (meter.at, summary.and_then(|s| s.last_interval_end_at)) {
-                    (_, None) => true,
-                    (None, Some(_)) => false,
-                    (Some(meter_at), Some(summary_at)) => meter_at >= summary_at,
-                };
-                Some(if meter_is_fresher { meter.power_w } else { summary_w })
-            }
-            (Some(meter), None) => Some(meter.power_w),
-            (None, summary_w) => summary_w,
-        };
+        // The freshest source by the time its value is of (an unknown time is the oldest); on a
+        // tie the meter, then the summary.
+        let newest_micro = parts
+            .production_micro
+            .and_then(|p| p.intervals.iter().filter(|i| i.powr.is_some()).max_by_key(|i| i.end_at))
+            .and_then(|i| Some((i.end_at, 0, i.powr?)));
+        snap.production.power_w = [
+            latest_production.map(|meter| (meter.at, 2, meter.power_w)),
+            summary.and_then(|s| Some((s.last_interval_end_at, 1, s.current_power?))),
+            newest_micro,
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|(at, rank, _)| (*at, *rank))
+        .map(|(_, _, w)| w);
         snap.production.energy_today_wh = summary.and_then(|s| s.energy_today);
         snap.production.energy_lifetime_wh =
             summary.and_then(|s| Some(s.energy_lifetime?.saturating_add(s.energy_today?)));
@@ -617,6 +623,7 @@ fn meta_values<'a>(parts: &ApiParts<'a>) -> impl Iterator<Item = &'a Meta> {
         .into_iter()
         .flatten()
         .filter_map(|r| r.meta.as_ref())
+        .chain(parts.production_micro.and_then(|p| p.envelope.meta.as_ref()))
         .chain(parts.import_lifetime.and_then(|l| l.meta.as_ref()))
         .chain(parts.export_lifetime.and_then(|l| l.meta.as_ref()))
 }
@@ -710,6 +717,7 @@ pub(crate) mod fixtures {
                 summary: Some(&self.summary_b),
                 devices: Some(&self.devices_b),
                 latest: Some(&self.latest_b),
+                production_micro: None,
                 battery: Some(&self.battery_b),
                 production_readings: Some(&self.production_readings_b),
                 consumption_readings: Some(&self.consumption_readings_b),
@@ -968,6 +976,24 @@ mod tests {
             ApiParts { summary: Some(&r.summary_b), latest: Some(&r.latest_b), ..ApiParts::default() },
         );
         assert_eq!(s.production.power_w, Some(640));
+        // A micro-only site's interval read: its newest bucket is newer than the summary's.
+        let micro: ProductionMicro = serde_json::from_value(serde_json::json!({
+            "intervals": [
+                {"end_at": 1750112400, "powr": 700, "enwh": 58},
+                {"end_at": 1750112700, "powr": 720, "enwh": 60},
+                {"end_at": 1750112100, "powr": 650, "enwh": 54}
+            ],
+            "meta": {"status": "normal", "last_report_at": 1750112800}
+        }))
+        .unwrap();
+        let parts = ApiParts { summary: Some(&newer_summary), production_micro: Some(&micro), ..ApiParts::default() };
+        let s = SiteSnapshot::from_api(&r.system_b, parts);
+        assert_eq!(s.production.power_w, Some(720), "the newest bucket, wherever it is in the list");
+        assert_eq!(s.last_report_at, Some(1750112800), "the upload it came with");
+        assert_eq!(s.production.energy_today_wh, newer_summary.energy_today, "energy is still the summary's");
+        let older = Summary { last_interval_end_at: Some(1750113000), ..newer_summary.clone() };
+        let parts = ApiParts { summary: Some(&older), production_micro: Some(&micro), ..ApiParts::default() };
+        assert_eq!(SiteSnapshot::from_api(&r.system_b, parts).production.power_w, Some(900), "a newer summary wins");
     }
 
     #[test]

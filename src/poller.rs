@@ -121,6 +121,9 @@ struct Site {
     micros: MicroCount,
     summary: Option<Summary>,
     latest: Option<LatestTelemetry>,
+    /// The newest micro bucket and its `meta`, as the interval reads keep them (the rest of the
+    /// answer is published and dropped).
+    production_micro: Option<ProductionMicro>,
     battery: Option<BatteryTelemetry>,
     consumption_readings: Option<MeterReadings>,
     storage_readings: Option<MeterReadings>,
@@ -188,6 +191,7 @@ impl Site {
             summary: self.summary.as_ref(),
             devices: self.devices.as_ref(),
             latest: self.latest.as_ref(),
+            production_micro: self.production_micro.as_ref(),
             battery: self.battery.as_ref(),
             production_readings: None, // the meter register feeds no entity: not read
             consumption_readings: self.consumption_readings.as_ref(),
@@ -595,12 +599,14 @@ impl Poller {
             site.last_power_ms = now;
         }
         let after = last_report(site);
+        let snap = site.snapshot(id, now / 1000, self.opts.stale_after);
         let outcome = Outcome {
             // Refusals of the plan or of the parameters are not retried soon: the request will
             // not change by waiting a few minutes (see above for what changes it).
             ok: errors.iter().all(|e| matches!(e, ApiError::NotPermitted { .. } | ApiError::InvalidRequest { .. })),
             last_report_at: after,
-            production_w: site.summary.as_ref().and_then(|s| s.current_power),
+            // The power on show now, from whichever answer is freshest (model.rs).
+            production_w: snap.production.power_w,
             intervals: std::mem::take(&mut new_intervals.production),
         };
         let auth_missing = errors.iter().any(|e| matches!(e, ApiError::AuthorizationNeeded { .. }));
@@ -610,8 +616,6 @@ impl Poller {
         } else {
             self.scheduler.record(id, d.task, now, &outcome);
         }
-        let site = self.sites.get_mut(&id).expect("site present");
-        let snap = site.snapshot(id, now / 1000, self.opts.stale_after);
         self.status.polls += 1;
         for err in &errors {
             self.note_error(err);
@@ -832,11 +836,12 @@ fn task_endpoints(site: &Site, task: Task, now_secs: i64, device_level: bool) ->
 /// The gateway's last upload as the newest answers say.
 fn last_report(site: &Site) -> Option<i64> {
     let from_summary = site.summary.as_ref().and_then(|s| s.last_report_at);
+    let from_micro = site.production_micro.as_ref().and_then(|p| p.envelope.meta.as_ref()?.last_report_at);
     let from_latest = site
         .latest
         .as_ref()
         .and_then(|l| l.devices.meters.iter().chain(&l.devices.encharges).filter_map(|m| m.last_report_at).max());
-    from_summary.max(from_latest)
+    from_summary.max(from_latest).max(from_micro)
 }
 
 /// Reads one endpoint into the site's cache; new intervals are appended to `intervals`.
@@ -877,15 +882,19 @@ async fn fetch(
         }
         Endpoint::ProductionMicro => {
             // The first read reaches a day back, so yesterday's whole daylight teaches the window.
-            let q = since("production")
-                .unwrap_or_else(|| TelemetryQuery::since(now_secs - 86_400))
-                .reaching(now_secs);
-            let answer: ProductionMicro = api.production_micro(id, q).await?;
+            let q = since("production").unwrap_or_else(|| TelemetryQuery::since(now_secs - 86_400)).reaching(now_secs);
+            let mut answer: ProductionMicro = api.production_micro(id, q).await?;
             for i in &answer.intervals {
                 if let Some(end) = i.end_at {
                     push_interval(site, id, "production", end, 300, i.enwh, intervals);
                 }
             }
+            // The newest bucket is the newest power (on a micro-only site this read is a power
+            // read too); an answer with nothing new keeps the one before.
+            let newest = answer.intervals.iter().filter(|i| i.powr.is_some()).max_by_key(|i| i.end_at).cloned();
+            let kept = site.production_micro.take().and_then(|p| p.intervals.into_iter().next());
+            answer.intervals = newest.or(kept).into_iter().collect();
+            site.production_micro = Some(answer);
         }
         Endpoint::ConsumptionMeter => {
             let q = since("consumption").unwrap_or_default().reaching(now_secs);
@@ -914,9 +923,7 @@ async fn fetch(
         }
         Endpoint::Inverters => site.inverters = Some(api.inverters_summary(id).await?),
         Endpoint::MicrosTelemetry => {
-            let q = since(MICRO_KIND)
-                .unwrap_or_else(|| TelemetryQuery::since(now_secs - 86_400))
-                .reaching(now_secs);
+            let q = since(MICRO_KIND).unwrap_or_else(|| TelemetryQuery::since(now_secs - 86_400)).reaching(now_secs);
             let last = site.kept.last_interval.get(MICRO_KIND).copied().unwrap_or(i64::MIN);
             // An upload may land between two pages: only buckets every page has are complete,
             // the rest come with the next read.

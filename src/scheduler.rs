@@ -50,6 +50,9 @@ const DAWN_MARGIN: i64 = 20 * MINUTE;
 /// Margin added after it. Small: a read after the production has ended shows nothing the day's
 /// last read did not, and the window is already the widest of a week.
 const DUSK_MARGIN: i64 = 5 * MINUTE;
+/// The evening's interval back-fill comes this long after the daylight window, when it is not
+/// made by the day's last power read.
+const BACKFILL_AFTER_DUSK: i64 = 30 * MINUTE;
 
 /// What a call is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,6 +95,13 @@ pub struct SiteProfile {
 }
 
 impl SiteProfile {
+    /// Whether the interval read shows the newest power too: on a micro-only site it reads the
+    /// micros' series alone, whose newest bucket is the power a summary read would show. The
+    /// day's last power read then takes the back-fill with it (one hit instead of two).
+    pub fn intervals_carry_power(&self) -> bool {
+        !self.metered && !self.battery
+    }
+
     /// Hits one call for `task` costs on this site.
     pub fn cost(&self, task: Task) -> u32 {
         match task {
@@ -392,15 +402,21 @@ impl Scheduler {
         site.last_run.insert(task, now_ms);
         site.failures.remove(&task);
         let fresh = outcome.last_report_at.map(|at| site.uploads.observe(at));
-        if task == Task::Power {
+        let power_read = task == Task::Power
+            || (task == Task::Intervals && site.profile.intervals_carry_power() && outcome.production_w.is_some());
+        if power_read {
+            site.last_run.insert(Task::Power, now_ms);
             site.power_polls += 1;
             if fresh == Some(true) {
                 // Found the upload: try reading a little sooner next time.
                 site.lag_ms = (site.lag_ms * 9 / 10).max(LAG_RANGE.0);
             } else {
-                // Came too early for the upload we expected: wait longer after uploads.
                 site.empty_polls += 1;
-                site.lag_ms = (site.lag_ms * 2).min(LAG_RANGE.1);
+                // Came too early for the upload we expected: wait longer after uploads. (An
+                // interval read may not have been aimed at an upload: the evening back-fill.)
+                if task == Task::Power {
+                    site.lag_ms = (site.lag_ms * 2).min(LAG_RANGE.1);
+                }
             }
         }
         if let (Some(w), Some(at)) = (outcome.production_w, outcome.last_report_at)
@@ -492,6 +508,8 @@ impl Scheduler {
                 }
                 let Some(due) = plan.due(site, task, now_ms) else { continue };
                 let at = budget.fits_at(due.max(not_before), site.profile.cost(task));
+                let task =
+                    if task == Task::Power && plan.folds_backfill(site, at, now_ms) { Task::Intervals } else { task };
                 let better = match best {
                     None => true,
                     Some(b) => at < b.at_ms,
@@ -617,18 +635,43 @@ impl DayPlan {
     /// the plan, chosen by a low-discrepancy sequence over the read count, in the proportion
     /// that averages to the plan.
     fn next_power_read(&self, site: &SiteState, last: i64) -> i64 {
-        /// The golden ratio's fractional part: its multiples spread evenly over [0, 1).
-        const WEYL: f64 = 0.618_033_988_749_895;
         let cadence = site.uploads.cadence_secs() * 1000;
-        let steps = self.power_every as f64 / cadence as f64;
-        let whole = steps.floor();
-        let dither = (site.power_polls as f64 * WEYL).fract();
-        let k = (whole as i64 + i64::from(dither < steps - whole)).max(1);
+        let k = self.gap_steps(site, site.power_polls);
         // Counted from the newest upload read, or from the next one when that is long past.
         let after_last = site.uploads.next_after(last - site.lag_ms);
         let base = site.uploads.last.map_or(after_last, |seen| seen * 1000);
         let at = base + k * cadence + site.lag_ms;
         if at > last { at } else { after_last + site.lag_ms }
+    }
+
+    /// The upload cadences from the power read numbered `polls` to the next (see above).
+    fn gap_steps(&self, site: &SiteState, polls: u64) -> i64 {
+        /// The golden ratio's fractional part: its multiples spread evenly over [0, 1).
+        const WEYL: f64 = 0.618_033_988_749_895;
+        let steps = self.power_every as f64 / (site.uploads.cadence_secs() * 1000) as f64;
+        let whole = steps.floor();
+        let dither = (polls as f64 * WEYL).fract();
+        (whole as i64 + i64::from(dither < steps - whole)).max(1)
+    }
+
+    /// Whether the power read planned at `at` should be the interval read instead: where that
+    /// shows the power too, the back-fill is owed this evening, and `at` is the day's last power
+    /// read (the one after it would fall after dusk). The read then has the day's intervals up
+    /// to that upload; the few after it come with the next back-fill.
+    fn folds_backfill(&self, site: &SiteState, at: i64, now_ms: i64) -> bool {
+        if !site.profile.intervals_carry_power()
+            || site.denied.contains(&Task::Intervals)
+            || site.failures.contains_key(&Task::Intervals)
+        {
+            return false;
+        }
+        let (day_start, _) = site.day_bounds(at);
+        let (dawn, dusk) = site.window_on(day_start);
+        let owed =
+            self.due_after_success(site, Task::Intervals, now_ms).is_some_and(|due| due <= dusk + BACKFILL_AFTER_DUSK);
+        let cadence = site.uploads.cadence_secs() * 1000;
+        let next = at + self.gap_steps(site, site.power_polls + 1) * cadence;
+        owed && at >= dawn && at < dusk && next >= dusk
     }
 
     /// When `task` is next due for `site` counting from its last success.
@@ -692,11 +735,14 @@ impl DayPlan {
                 // few days: they are what teaches the daylight window. Power reads see production
                 // only where they fall, which is inside the window, so a window learned from them
                 // alone would shrink towards them day by day and miss the dawn.
+                // A read in the day's last power gaps counts as the evening's (it may have been
+                // the day's last power read, see `folds_backfill`).
                 let Some(last) = last else { return Some(now_ms) };
                 let every = if self.backfill { self.evening_every } else { LEARN_EVERY_DAYS };
-                let evening = dusk + 30 * MINUTE;
+                let evening = dusk + BACKFILL_AFTER_DUSK;
+                let counts_from = dusk - 2 * self.power_every - site.uploads.cadence_secs() * 1000;
                 let skip = (every - 1) * DAY;
-                Some(if last < evening - skip { evening } else { evening + DAY })
+                Some(if last < counts_from.min(evening) - skip { evening } else { evening + DAY })
             }
             Task::Inverters => {
                 if !self.inverters {
@@ -1078,8 +1124,10 @@ mod tests {
             left -= s.sites[&1].profile.cost(d.task);
             let seen = upload(t);
             let mut outcome = Outcome { ok: true, last_report_at: Some(seen), ..Outcome::default() };
+            // The power on show: on this micro-only site the interval read shows it too.
+            outcome.production_w = Some(if producing(seen) { 500 } else { 0 });
             match d.task {
-                Task::Power => outcome.production_w = Some(if producing(seen) { 500 } else { 0 }),
+                Task::Power => {}
                 Task::Intervals => {
                     outcome.intervals = (1..=288)
                         .map(|k| seen - k * 300)
@@ -1112,6 +1160,39 @@ mod tests {
         assert!(gaps.contains(&45) && gaps.contains(&60), "both neighbours of the plan: {gaps:?}");
         let mean = gaps.iter().sum::<i64>() as f64 / gaps.len() as f64;
         assert!((49.0..57.0).contains(&mean), "mean gap {mean:.1} min: {gaps:?}");
+    }
+
+    /// On a micro-only site the interval read shows the newest power as well, so the day's last
+    /// power read is the back-fill: one hit a day instead of two, and the intervals out before
+    /// dusk rather than half an hour after it.
+    #[test]
+    fn the_days_last_power_read_takes_the_back_fill_with_it() {
+        for (per_day, every) in [(32, 1), (17, 2)] {
+            let calls = calls_made(per_day, 7);
+            let mut days_with = 0;
+            for day in 1..7 {
+                let (from, to) = (T0 + day * DAY, T0 + (day + 1) * DAY);
+                let today: Vec<&(Task, i64)> = calls.iter().filter(|(_, t)| (from..to).contains(t)).collect();
+                let backfills: Vec<i64> =
+                    today.iter().filter(|(task, _)| *task == Task::Intervals).map(|(_, t)| *t).collect();
+                if backfills.is_empty() {
+                    continue;
+                }
+                days_with += 1;
+                assert_eq!(backfills.len(), 1, "{per_day}/day, day {day}: one back-fill: {today:?}");
+                let at = backfills[0];
+                assert!(
+                    at <= from + 20 * HOUR + 5 * MINUTE,
+                    "{per_day}/day, day {day}: by dusk (20:00), not after: {}",
+                    (at - from) / MINUTE
+                );
+                let power_after = today.iter().filter(|(task, t)| *task == Task::Power && *t > at).count();
+                assert_eq!(power_after, 0, "{per_day}/day, day {day}: it is the day's last read: {today:?}");
+                let last_power = today.iter().filter(|(task, _)| *task == Task::Power).map(|(_, t)| *t).max().unwrap();
+                assert!(at - last_power <= 2 * HOUR, "{per_day}/day, day {day}: one gap after the last power read");
+            }
+            assert_eq!(days_with, 6 / every, "{per_day}/day: a back-fill every {every} days");
+        }
     }
 
     #[test]

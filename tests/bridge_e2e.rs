@@ -18,6 +18,7 @@ use enphase_mqtt::clock::{Clock, SharedClock, SystemClock};
 use enphase_mqtt::config::{self, AuthFlow, Config};
 use enphase_mqtt::demo::SimulatedClock;
 use enphase_mqtt::enlighten::EnlightenClient;
+use enphase_mqtt::simulator::model::SystemKind;
 use enphase_mqtt::simulator::{Fleet, SimHandle, SimOptions, SimPlan, Simulator};
 use serde_json::{Value, json};
 
@@ -1147,6 +1148,47 @@ async fn a_refused_interval_start_is_not_asked_again_and_the_next_read_starts_af
     assert!(reads.len() >= 2 && reads[1].at >= reads[0].at + 2 * HOUR, "the next read at its turn, after dusk:\n{log}");
     assert_eq!(reads[1].status, Some(200), "{log}");
     assert!(rec.on(&format!("enphase/{A}/intervals")).len() >= 12, "intervals published again:\n{log}");
+}
+
+/// On a micro-only site the interval read shows the newest power as well (the micros' newest
+/// bucket), so the day's last power read is the evening back-fill: one hit instead of two. The
+/// state after it shows the power and upload a summary read would have, and nothing is read
+/// after it until the next morning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_days_last_power_read_on_a_micro_only_site_brings_the_intervals() {
+    let start = next_local_hour(tz_of(A), 14, next_month_start(real_now()));
+    let opts = starting_at(SimOptions { systems: 1, plan: SimPlan::Watt, ..SimOptions::default() }, start, 2000.0);
+    let rig = Rig::new(opts, Login::Code).await;
+    let sys = rig.sim.sim.fleet().get(A).unwrap();
+    assert_eq!(sys.kind(), SystemKind::MicroOnly);
+    let tz = rig.tz(A);
+    let rec = Recorder::start(rig.broker.port, &["enphase/+/state"], rig.sim.sim.clone()).await;
+    let t0 = rig.now();
+    let running = rig.start().await;
+    let end = next_local_hour(tz, 23, t0);
+    rig.run_until(end, Duration::from_secs(40)).await;
+    running.stop().await;
+    let hits = rig.hits().await;
+    let log: String = hits.iter().map(|h| format!("{} {} {:?}\n", local(tz, h.at), h.path, h.status)).collect();
+    let later: Vec<&Hit> = hits.iter().filter(|h| h.at > t0 + 30 * MINUTE && h.at < end).collect();
+    let backfills: Vec<&&Hit> = later.iter().filter(|h| h.path.ends_with("/telemetry/production_micro")).collect();
+    assert_eq!(backfills.len(), 1, "one back-fill this evening:\n{log}");
+    let read = backfills[0];
+    assert_eq!(read.status, Some(200), "{log}");
+    assert!(
+        sys.micro_buckets(read.at - 30 * MINUTE, read.at).iter().any(|b| b.enwh > 0),
+        "made while the micros still produced (a power read), at {}:\n{log}",
+        local(tz, read.at)
+    );
+    let after: Vec<&&Hit> = later.iter().filter(|h| h.at > read.at).collect();
+    assert!(after.iter().all(|h| !h.is_power_read()), "no power read after it tonight:\n{log}");
+    let (_, state) = states(&rec.all(), A)
+        .into_iter()
+        .find(|(at, _)| *at >= read.at)
+        .unwrap_or_else(|| panic!("a state after the read at {}", local(tz, read.at)));
+    let model = sys.snapshot(read.at);
+    assert_eq!(state["production_power_w"], model.current_power_w, "the newest bucket's power: {state}");
+    assert_eq!(state["last_report_at"], iso(model.last_report_at), "the upload it came with: {state}");
 }
 
 /// An interval read that starts more than a day back (a Watt plan shared by several systems

@@ -51,6 +51,7 @@ fn snapshots() -> (SiteSnapshot, SiteSnapshot) {
             summary: Some(&summary_b),
             devices: Some(&devices),
             latest: Some(&latest),
+            production_micro: None,
             battery: Some(&battery),
             production_readings: Some(&production),
             consumption_readings: Some(&consumption),
