@@ -197,8 +197,8 @@ fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
             production_w: Some(snap.current_power_w),
             intervals: Vec::new(),
         };
-        // On a micro-only site the interval read shows the newest power too (its newest bucket).
-        let shows_power = d.task == Task::Power || (d.task == Task::Intervals && p.intervals_carry_power());
+        // The interval read shows the newest power too (the micros' newest bucket).
+        let shows_power = matches!(d.task, Task::Power | Task::Intervals);
         if d.task == Task::Intervals {
             outcome.intervals =
                 sys.micro_buckets(t - 86_400, snap.last_report_at).iter().map(|b| (b.end, b.enwh)).collect();

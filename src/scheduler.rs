@@ -66,6 +66,8 @@ pub enum Task {
     /// The day's totals of a metered site after sunset: `summary`, meter registers, lifetimes.
     Energy,
     /// New 5- and 15-minute intervals since the last seen (also teaches the daylight window).
+    /// The micros' series among them shows the newest production power as well (its newest
+    /// bucket), so the day's last power read takes the evening back-fill with it.
     Intervals,
     /// Per-microinverter data.
     Inverters,
@@ -95,13 +97,6 @@ pub struct SiteProfile {
 }
 
 impl SiteProfile {
-    /// Whether the interval read shows the newest power too: on a micro-only site it reads the
-    /// micros' series alone, whose newest bucket is the power a summary read would show. The
-    /// day's last power read then takes the back-fill with it (one hit instead of two).
-    pub fn intervals_carry_power(&self) -> bool {
-        !self.metered && !self.battery
-    }
-
     /// Hits one call for `task` costs on this site.
     pub fn cost(&self, task: Task) -> u32 {
         match task {
@@ -402,8 +397,7 @@ impl Scheduler {
         site.last_run.insert(task, now_ms);
         site.failures.remove(&task);
         let fresh = outcome.last_report_at.map(|at| site.uploads.observe(at));
-        let power_read = task == Task::Power
-            || (task == Task::Intervals && site.profile.intervals_carry_power() && outcome.production_w.is_some());
+        let power_read = task == Task::Power || (task == Task::Intervals && outcome.production_w.is_some());
         if power_read {
             site.last_run.insert(Task::Power, now_ms);
             site.power_polls += 1;
@@ -654,15 +648,13 @@ impl DayPlan {
         (whole as i64 + i64::from(dither < steps - whole)).max(1)
     }
 
-    /// Whether the power read planned at `at` should be the interval read instead: where that
-    /// shows the power too, the back-fill is owed this evening, and `at` is the day's last power
-    /// read (the one after it would fall after dusk). The read then has the day's intervals up
-    /// to that upload; the few after it come with the next back-fill.
+    /// Whether the power read planned at `at` should be the interval read instead: the back-fill
+    /// is owed this evening, and `at` is the day's last power read (the one after it would fall
+    /// after dusk). That read has the day's intervals up to its upload (the few after it come
+    /// with the next back-fill) and the newest production power; a metered site's consumption
+    /// and battery power stay as the read before left them, as they do all night.
     fn folds_backfill(&self, site: &SiteState, at: i64, now_ms: i64) -> bool {
-        if !site.profile.intervals_carry_power()
-            || site.denied.contains(&Task::Intervals)
-            || site.failures.contains_key(&Task::Intervals)
-        {
+        if site.denied.contains(&Task::Intervals) || site.failures.contains_key(&Task::Intervals) {
             return false;
         }
         let (day_start, _) = site.day_bounds(at);

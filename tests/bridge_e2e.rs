@@ -1150,10 +1150,10 @@ async fn a_refused_interval_start_is_not_asked_again_and_the_next_read_starts_af
     assert!(rec.on(&format!("enphase/{A}/intervals")).len() >= 12, "intervals published again:\n{log}");
 }
 
-/// On a micro-only site the interval read shows the newest power as well (the micros' newest
-/// bucket), so the day's last power read is the evening back-fill: one hit instead of two. The
-/// state after it shows the power and upload a summary read would have, and nothing is read
-/// after it until the next morning.
+/// The interval read shows the newest power as well (the micros' newest bucket), so the day's
+/// last power read is the evening back-fill: one hit fewer. On a micro-only site, the state after
+/// it shows the power and upload a summary read would have, and nothing is read after it until
+/// the next morning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_days_last_power_read_on_a_micro_only_site_brings_the_intervals() {
     let start = next_local_hour(tz_of(A), 14, next_month_start(real_now()));
