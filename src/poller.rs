@@ -354,7 +354,7 @@ impl Poller {
             if let Some(site) = self.sites.get_mut(&id) {
                 site.last_power_ms = 0;
             }
-            self.execute(Decision { at_ms: now, system_id: id, task: Task::Power }).await;
+            self.execute(Decision { at_ms: now, system_id: id, task: Task::Power, power: true }).await;
         }
         self.repoll_all = false;
     }
@@ -536,7 +536,7 @@ impl Poller {
                 break;
             }
             let now = self.clock.now_ms();
-            self.execute(Decision { at_ms: now, system_id: id, task: Task::Power }).await;
+            self.execute(Decision { at_ms: now, system_id: id, task: Task::Power, power: true }).await;
         }
         let now = self.clock.now_secs();
         let stale = self.opts.stale_after;
@@ -555,7 +555,7 @@ impl Poller {
         let device_level = self.device_level();
         let site = self.sites.get_mut(&id)?;
         // The floor between power polls, whatever the budget allows.
-        if d.task == Task::Power && site.last_power_ms > 0 {
+        if d.power && site.last_power_ms > 0 {
             let floor = site.last_power_ms + self.opts.min_interval.as_millis() as i64;
             if now < floor {
                 return Some(self.clock.real_wait(floor - now));
@@ -596,6 +596,8 @@ impl Poller {
         }
         if d.task == Task::Power {
             site.power_polls += 1;
+        }
+        if d.power {
             site.last_power_ms = now;
         }
         let after = last_report(site);
@@ -707,7 +709,7 @@ impl Poller {
             if let Some(site) = self.sites.get_mut(id) {
                 site.last_power_ms = 0; // a press overrides the floor between polls
             }
-            self.execute(Decision { at_ms: now, system_id: *id, task: Task::Power }).await;
+            self.execute(Decision { at_ms: now, system_id: *id, task: Task::Power, power: true }).await;
         }
         self.answer_refresh(true, format!("polled {} system(s)", ids.len())).await;
     }

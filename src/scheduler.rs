@@ -146,6 +146,9 @@ pub struct Decision {
     pub system_id: u64,
     /// What for.
     pub task: Task,
+    /// Whether the call is a power read: `Task::Power`, or the interval read made in place of
+    /// the day's last one (it shows the newest power too), which keeps to the same floor.
+    pub power: bool,
 }
 
 /// What a call found.
@@ -502,14 +505,14 @@ impl Scheduler {
                 }
                 let Some(due) = plan.due(site, task, now_ms) else { continue };
                 let at = budget.fits_at(due.max(not_before), site.profile.cost(task));
-                let task =
-                    if task == Task::Power && plan.folds_backfill(site, at, now_ms) { Task::Intervals } else { task };
+                let power = task == Task::Power;
+                let task = if power && plan.folds_backfill(site, at, now_ms) { Task::Intervals } else { task };
                 let better = match best {
                     None => true,
                     Some(b) => at < b.at_ms,
                 };
                 if better && site.profile.cost(task) <= spendable {
-                    best = Some(Decision { at_ms: at, system_id: site.profile.system_id, task });
+                    best = Some(Decision { at_ms: at, system_id: site.profile.system_id, task, power });
                 }
             }
         }
@@ -895,14 +898,11 @@ mod tests {
         // About six hits a day.
         let calls = calls_made(6, 14);
         let mut first_read: BTreeMap<i64, i64> = BTreeMap::new();
-        for (_, t) in calls.iter().filter(|(task, _)| *task == Task::Power) {
-            first_read.entry(t.div_euclid(DAY)).or_insert(t.rem_euclid(DAY));
+        for d in calls.iter().filter(|d| d.power) {
+            first_read.entry(d.at_ms.div_euclid(DAY)).or_insert(d.at_ms.rem_euclid(DAY));
         }
-        let interval_days: Vec<i64> = calls
-            .iter()
-            .filter(|(task, _)| *task == Task::Intervals)
-            .map(|(_, t)| t.div_euclid(DAY) - T0 / DAY)
-            .collect();
+        let interval_days: Vec<i64> =
+            calls.iter().filter(|d| d.task == Task::Intervals).map(|d| d.at_ms.div_euclid(DAY) - T0 / DAY).collect();
         let late: Vec<(i64, i64)> = first_read
             .iter()
             .filter(|(day, at)| **day >= T0 / DAY + 7 && **at > 6 * HOUR + 15 * MINUTE)
@@ -1102,8 +1102,8 @@ mod tests {
     }
 
     /// A micro site producing 06:00–20:00 UTC that uploads every 15 minutes, planned with
-    /// `per_day` hits a day for `days` days: every call made, and when (ms).
-    fn calls_made(per_day: u32, days: i64) -> Vec<(Task, i64)> {
+    /// `per_day` hits a day for `days` days: every call made, when it was due.
+    fn calls_made(per_day: u32, days: i64) -> Vec<Decision> {
         let mut s = Scheduler::new(vec![micro_site()]);
         let producing = |t: i64| (6 * 3600..20 * 3600).contains(&(t.rem_euclid(86_400)));
         let upload = |t_ms: i64| (t_ms / 1000).div_euclid(900) * 900;
@@ -1128,7 +1128,7 @@ mod tests {
                 }
                 Task::Soc | Task::Energy | Task::Inverters => {}
             }
-            calls.push((d.task, t));
+            calls.push(d);
             s.record(1, d.task, t, &outcome);
         }
         calls
@@ -1139,8 +1139,7 @@ mod tests {
         // About 17 hits a day over a 14-hour window: a read every 50-odd minutes, which the
         // 15-minute uploads cannot give every time. Rounding each gap the same way would make
         // them all 60 minutes and leave hits unspent; the gaps mix 45 and 60 instead.
-        let reads: Vec<i64> =
-            calls_made(17, 4).into_iter().filter(|(task, _)| *task == Task::Power).map(|(_, t)| t).collect();
+        let reads: Vec<i64> = calls_made(17, 4).into_iter().filter(|d| d.power).map(|d| d.at_ms).collect();
         let gaps: Vec<i64> = reads
             .windows(2)
             .filter(|w| w[0] >= T0 + DAY && (7 * HOUR..19 * HOUR).contains(&w[0].rem_euclid(DAY)))
@@ -1164,26 +1163,28 @@ mod tests {
             let mut days_with = 0;
             for day in 1..7 {
                 let (from, to) = (T0 + day * DAY, T0 + (day + 1) * DAY);
-                let today: Vec<&(Task, i64)> = calls.iter().filter(|(_, t)| (from..to).contains(t)).collect();
-                let backfills: Vec<i64> =
-                    today.iter().filter(|(task, _)| *task == Task::Intervals).map(|(_, t)| *t).collect();
+                let today: Vec<&Decision> = calls.iter().filter(|d| (from..to).contains(&d.at_ms)).collect();
+                let backfills: Vec<&&Decision> = today.iter().filter(|d| d.task == Task::Intervals).collect();
                 if backfills.is_empty() {
                     continue;
                 }
                 days_with += 1;
                 assert_eq!(backfills.len(), 1, "{per_day}/day, day {day}: one back-fill: {today:?}");
-                let at = backfills[0];
+                assert!(backfills[0].power, "made as a power read, under its floor: {:?}", backfills[0]);
+                let at = backfills[0].at_ms;
                 assert!(
                     at <= from + 20 * HOUR + 5 * MINUTE,
                     "{per_day}/day, day {day}: by dusk (20:00), not after: {}",
                     (at - from) / MINUTE
                 );
-                let power_after = today.iter().filter(|(task, t)| *task == Task::Power && *t > at).count();
+                let power_after = today.iter().filter(|d| d.task == Task::Power && d.at_ms > at).count();
                 assert_eq!(power_after, 0, "{per_day}/day, day {day}: it is the day's last read: {today:?}");
-                let last_power = today.iter().filter(|(task, _)| *task == Task::Power).map(|(_, t)| *t).max().unwrap();
+                let last_power = today.iter().filter(|d| d.task == Task::Power).map(|d| d.at_ms).max().unwrap();
                 assert!(at - last_power <= 2 * HOUR, "{per_day}/day, day {day}: one gap after the last power read");
             }
             assert_eq!(days_with, 6 / every, "{per_day}/day: a back-fill every {every} days");
+            let start_up = calls.iter().find(|d| d.task == Task::Intervals).unwrap();
+            assert!(!start_up.power, "the start-up interval read is not a power read: {start_up:?}");
         }
     }
 
