@@ -891,11 +891,16 @@ async fn fetch(
                     push_interval(site, id, "production", end, 300, i.enwh, intervals);
                 }
             }
-            // The newest bucket is the newest power (on a micro-only site this read is a power
-            // read too); an answer with nothing new keeps the one before.
-            let newest = answer.intervals.iter().filter(|i| i.powr.is_some()).max_by_key(|i| i.end_at).cloned();
+            // The newest bucket is the newest production power (the day's last power read may
+            // be this read); an answer with nothing newer keeps the one before.
             let kept = site.production_micro.take().and_then(|p| p.intervals.into_iter().next());
-            answer.intervals = newest.or(kept).into_iter().collect();
+            // (On a tie the last wins: the new answer's.)
+            let newest = kept
+                .into_iter()
+                .chain(answer.intervals.drain(..))
+                .filter(|i| i.powr.is_some())
+                .max_by_key(|i| i.end_at);
+            answer.intervals = newest.into_iter().collect();
             site.production_micro = Some(answer);
         }
         Endpoint::ConsumptionMeter => {
