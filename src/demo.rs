@@ -53,6 +53,11 @@ impl Clock for SimulatedClock {
             Duration::from_millis(ms.max(0) as u64)
         }
     }
+
+    /// The simulator's clock can be moved on or sped up at any moment (`/admin/clock`).
+    fn recheck_every(&self) -> Duration {
+        Duration::from_millis(200)
+    }
 }
 
 /// Runs the demo until SIGTERM or Ctrl-C.

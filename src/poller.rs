@@ -297,6 +297,9 @@ impl Poller {
             }
         }
         loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
             let now = self.clock.now_ms();
             let decision = self.scheduler.next(now, &self.budget(now));
             let mut wait = match decision {
@@ -319,17 +322,22 @@ impl Poller {
                     continue;
                 }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                req = self.refresh.recv() => if let Some(req) = req { self.on_refresh(req).await },
-                _ = tokio::time::sleep(wait) => if let Some(d) = decision.filter(|d| d.at_ms <= self.clock.now_ms())
-                    && let Some(retry) = self.execute(d).await
-                {
+            // Only a decision due now is made: one planned before a sleep is planned again after
+            // it, on the clock as it reads then (it may have jumped: a suspend, a stepped clock),
+            // so that a read planned for the afternoon is not made at night.
+            if let Some(d) = decision.filter(|d| d.at_ms <= now) {
+                if let Some(retry) = self.execute(d).await {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(retry) => {}
                     }
-                },
+                }
+            } else {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    req = self.refresh.recv() => if let Some(req) = req { self.on_refresh(req).await },
+                    _ = tokio::time::sleep(wait) => {}
+                }
             }
             self.retry_devices().await;
             if std::mem::take(&mut self.repoll_all) {

@@ -1191,6 +1191,28 @@ async fn the_days_last_power_read_on_a_micro_only_site_brings_the_intervals() {
     assert_eq!(state["last_report_at"], iso(model.last_report_at), "the upload it came with: {state}");
 }
 
+/// A read planned for the afternoon is not made at night when the clock jumps past dusk while
+/// the bridge waits for it (a suspended machine, a stepped clock): the bridge plans again on the
+/// clock as it reads when it wakes, and the next power read waits for the morning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_that_jumps_past_dusk_does_not_bring_a_read_in_the_dark() {
+    let start = next_local_hour(tz_of(A), 11, real_now() + HOUR);
+    let opts = starting_at(SimOptions { systems: 1, plan: SimPlan::Watt, ..SimOptions::default() }, start, 1.0);
+    let rig = Rig::new(opts, Login::Code).await;
+    let tz = rig.tz(A);
+    let running = rig.start().await;
+    rig.settle().await;
+    let before = rig.hits().await.len();
+    let night = next_local_hour(tz, 23, rig.now());
+    admin_post(&rig.sim, "/admin/clock", json!({ "offset_secs": night - rig.now() })).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    running.stop().await;
+    let hits = rig.hits().await;
+    let log: String = hits.iter().map(|h| format!("{} {} {:?}\n", local(tz, h.at), h.path, h.status)).collect();
+    let after: Vec<&Hit> = hits[before..].iter().filter(|h| h.at >= night).collect();
+    assert!(after.iter().all(|h| !h.is_power_read()), "a power read at night:\n{log}");
+}
+
 /// An interval read that starts more than a day back (a Watt plan shared by several systems
 /// reads them every other evening; here a place kept by a bridge that was stopped for two and a
 /// half days) still reaches the present in one read: every production interval since the kept
