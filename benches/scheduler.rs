@@ -196,9 +196,11 @@ fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
             last_report_at: Some(snap.last_report_at),
             production_w: Some(snap.current_power_w),
             intervals: Vec::new(),
+            power: d.power,
         };
-        // The interval read shows the newest power too (the micros' newest bucket).
-        let shows_power = matches!(d.task, Task::Power | Task::Intervals);
+        // A power read, or the interval read made in place of the day's last one: it shows the
+        // newest power too (the micros' newest bucket).
+        let shows_power = d.power;
         if d.task == Task::Intervals {
             outcome.intervals =
                 sys.micro_buckets(t - 86_400, snap.last_report_at).iter().map(|b| (b.end, b.enwh)).collect();

@@ -618,6 +618,7 @@ impl Poller {
             // The power on show now, from whichever answer is freshest (model.rs).
             production_w: snap.production.power_w,
             intervals: std::mem::take(&mut new_intervals.production),
+            power: d.power,
         };
         let auth_missing = errors.iter().any(|e| matches!(e, ApiError::AuthorizationNeeded { .. }));
         let wait = errors.iter().filter_map(|e| self.wait_hint(e)).max();

@@ -162,6 +162,9 @@ pub struct Outcome {
     pub production_w: Option<i64>,
     /// Production intervals in the answer: `(end_at, Wh)`.
     pub intervals: Vec<(i64, i64)>,
+    /// The call was made as a power read (`Decision::power`): besides `Task::Power`, the
+    /// interval read made in place of the day's last one.
+    pub power: bool,
 }
 
 /// Learns the upload cadence and phase from the distinct `last_report_at` values seen.
@@ -400,20 +403,16 @@ impl Scheduler {
         site.last_run.insert(task, now_ms);
         site.failures.remove(&task);
         let fresh = outcome.last_report_at.map(|at| site.uploads.observe(at));
-        let power_read = task == Task::Power || (task == Task::Intervals && outcome.production_w.is_some());
-        if power_read {
+        if task == Task::Power || outcome.power {
             site.last_run.insert(Task::Power, now_ms);
             site.power_polls += 1;
             if fresh == Some(true) {
                 // Found the upload: try reading a little sooner next time.
                 site.lag_ms = (site.lag_ms * 9 / 10).max(LAG_RANGE.0);
             } else {
+                // Came too early for the upload we expected: wait longer after uploads.
                 site.empty_polls += 1;
-                // Came too early for the upload we expected: wait longer after uploads. (An
-                // interval read may not have been aimed at an upload: the evening back-fill.)
-                if task == Task::Power {
-                    site.lag_ms = (site.lag_ms * 2).min(LAG_RANGE.1);
-                }
+                site.lag_ms = (site.lag_ms * 2).min(LAG_RANGE.1);
             }
         }
         if let (Some(w), Some(at)) = (outcome.production_w, outcome.last_report_at)
@@ -1115,8 +1114,7 @@ mod tests {
             t = d.at_ms;
             left -= s.sites[&1].profile.cost(d.task);
             let seen = upload(t);
-            let mut outcome = Outcome { ok: true, last_report_at: Some(seen), ..Outcome::default() };
-            // The power on show: on this micro-only site the interval read shows it too.
+            let mut outcome = Outcome { ok: true, last_report_at: Some(seen), power: d.power, ..Outcome::default() };
             outcome.production_w = Some(if producing(seen) { 500 } else { 0 });
             match d.task {
                 Task::Power => {}
