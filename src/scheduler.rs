@@ -624,30 +624,37 @@ impl DayPlan {
         Some(in_daylight(site, at, dawn, dusk, site.window_on(next_day).0))
     }
 
-    /// The power read after one at `last`. Reads can only usefully fall just after an upload, so
-    /// the planned spacing is a whole number of upload cadences; rounding it the same way every
-    /// time would spend too much or too little (a planned 53 minutes becomes 60 every time, and
-    /// the hits left over come too late to help). So each gap takes the multiple below or above
-    /// the plan, chosen by a low-discrepancy sequence over the read count, in the proportion
-    /// that averages to the plan.
-    fn next_power_read(&self, site: &SiteState, last: i64) -> i64 {
+    /// The power read after one at `last`, or `None` when `last` was the day's last.
+    ///
+    /// Each read shows its upload until the next read, and the day's last until the production
+    /// ends, so the day's age is least when those stretches are equal: the rest of the day, from
+    /// `last` to the usual end of the production, is cut into the whole number of stretches
+    /// nearest the planned spacing, and the next read comes one stretch on. Reads can only
+    /// usefully fall just after an upload, so the stretch is rounded to whole upload cadences;
+    /// what one rounding gains or loses is spread over the day's later stretches, which are
+    /// planned again from each read as it is made.
+    fn next_power_read(&self, site: &SiteState, last: i64) -> Option<i64> {
         let cadence = site.uploads.cadence_secs() * 1000;
-        let k = self.gap_steps(site, site.power_polls);
+        let k = self.gap_steps(site, last)?;
         // Counted from the newest upload read, or from the next one when that is long past.
         let after_last = site.uploads.next_after(last - site.lag_ms);
         let base = site.uploads.last.map_or(after_last, |seen| seen * 1000);
         let at = base + k * cadence + site.lag_ms;
-        if at > last { at } else { after_last + site.lag_ms }
+        Some(if at > last { at } else { after_last + site.lag_ms })
     }
 
-    /// The upload cadences from the power read numbered `polls` to the next (see above).
-    fn gap_steps(&self, site: &SiteState, polls: u64) -> i64 {
-        /// The golden ratio's fractional part: its multiples spread evenly over [0, 1).
-        const WEYL: f64 = 0.618_033_988_749_895;
-        let steps = self.power_every as f64 / (site.uploads.cadence_secs() * 1000) as f64;
-        let whole = steps.floor();
-        let dither = (polls as f64 * WEYL).fract();
-        (whole as i64 + i64::from(dither < steps - whole)).max(1)
+    /// The upload cadences from a power read at `last` to the next, `None` if there is none
+    /// today (see above).
+    fn gap_steps(&self, site: &SiteState, last: i64) -> Option<i64> {
+        let cadence = site.uploads.cadence_secs() * 1000;
+        let (day_start, _) = site.day_bounds(last);
+        let (_, dusk) = site.window_on(day_start);
+        let rest = (dusk - DUSK_MARGIN - last) as f64;
+        let stretches = (rest / self.power_every as f64).round();
+        if stretches < 2.0 {
+            return None;
+        }
+        Some(((rest / stretches / cadence as f64).round() as i64).max(1))
     }
 
     /// Whether the power read planned at `at` should be the interval read instead: the back-fill
@@ -663,9 +670,7 @@ impl DayPlan {
         let (dawn, dusk) = site.window_on(day_start);
         let owed =
             self.due_after_success(site, Task::Intervals, now_ms).is_some_and(|due| due <= dusk + BACKFILL_AFTER_DUSK);
-        let cadence = site.uploads.cadence_secs() * 1000;
-        let next = at + self.gap_steps(site, site.power_polls + 1) * cadence;
-        owed && at >= dawn && at < dusk && next >= dusk
+        owed && at >= dawn && at < dusk && self.gap_steps(site, at).is_none()
     }
 
     /// When `task` is next due for `site` counting from its last success.
@@ -679,7 +684,11 @@ impl DayPlan {
                 let Some(last) = last else { return Some(now_ms) };
                 // Planned again later, the read may come out earlier than it did (the share moved):
                 // if that moment has passed, it is now, and now may be after dusk.
-                let at = self.next_power_read(site, last).max(now_ms);
+                // After the day's last read, the next is the following dawn's.
+                let at = self
+                    .next_power_read(site, last)
+                    .unwrap_or_else(|| site.window_on(site.day_bounds(last).0).1)
+                    .max(now_ms);
                 let moved = in_daylight(site, at, dawn, dusk, next_dawn);
                 if moved == at {
                     return Some(at);
@@ -1149,6 +1158,31 @@ mod tests {
         assert!(gaps.contains(&45) && gaps.contains(&60), "both neighbours of the plan: {gaps:?}");
         let mean = gaps.iter().sum::<i64>() as f64 / gaps.len() as f64;
         assert!((49.0..57.0).contains(&mean), "mean gap {mean:.1} min: {gaps:?}");
+    }
+
+    /// Each read shows its upload until the next, and the day's last until the production ends:
+    /// the day is freshest when those stretches are equal, so the last read comes about one gap
+    /// before the end, not anywhere from just before it to a whole gap early.
+    #[test]
+    fn the_days_last_read_comes_one_gap_before_the_production_ends() {
+        for per_day in [9, 17, 32] {
+            let calls = calls_made(per_day, 8);
+            for day in 2..8 {
+                let (from, to) = (T0 + day * DAY, T0 + (day + 1) * DAY);
+                let reads: Vec<i64> =
+                    calls.iter().filter(|d| d.power && (from..to).contains(&d.at_ms)).map(|d| d.at_ms).collect();
+                let gaps: Vec<i64> = reads.windows(2).map(|w| w[1] - w[0]).collect();
+                let mean = gaps.iter().sum::<i64>() / gaps.len() as i64;
+                // The production ends at 20:00; the read is a little after its upload.
+                let last = from + 20 * HOUR - reads.last().unwrap().div_euclid(15 * MINUTE) * 15 * MINUTE;
+                assert!(
+                    (last - mean).abs() <= 15 * MINUTE,
+                    "{per_day}/day, day {day}: the last stretch {} min, the gaps {:?} min",
+                    last / MINUTE,
+                    gaps.iter().map(|g| g / MINUTE).collect::<Vec<_>>()
+                );
+            }
+        }
     }
 
     /// On a micro-only site the interval read shows the newest power as well, so the day's last
