@@ -6,13 +6,29 @@
 //! and `breaches=N` (hits that would have passed a limit in any 60-second window or the month).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use enphase_mqtt::scheduler::{Budget, Outcome, Scheduler, SiteProfile, Task};
 use enphase_mqtt::simulator::model::{Fleet, SimSystem};
 
 /// 2026-06-01T00:00:00Z: a month with long days in the north and short ones in the south.
-const MONTH_START: i64 = 1_780_272_000;
+const JUNE: i64 = 1_780_272_000;
+
+/// The first second of the simulated month: June 2026, or `SCHEDULER_BENCH_MONTH` (`YYYY-MM`).
+fn month_start() -> i64 {
+    static START: OnceLock<i64> = OnceLock::new();
+    *START.get_or_init(|| {
+        let Ok(month) = std::env::var("SCHEDULER_BENCH_MONTH") else { return JUNE };
+        match chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d") {
+            Ok(day) => day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp(),
+            Err(_) => {
+                eprintln!("SCHEDULER_BENCH_MONTH: {month:?} is not a month like 2026-12");
+                std::process::exit(2);
+            }
+        }
+    })
+}
 /// 30 days.
 const MONTH_SECS: i64 = 30 * 86_400;
 const MINUTE_MS: i64 = 60_000;
@@ -70,7 +86,7 @@ impl Hits {
 /// Daylight of each system: (start, end) epoch seconds of production, per day of the month.
 fn daylight(sys: &SimSystem) -> Vec<(i64, i64)> {
     // The model answers at most nine days at a time, as the API does: ask a week at a time.
-    let (from, to) = (MONTH_START - 86_400, MONTH_START + MONTH_SECS + 86_400);
+    let (from, to) = (month_start() - 86_400, month_start() + MONTH_SECS + 86_400);
     let buckets = (0..)
         .map(|k| from + k * 7 * 86_400)
         .take_while(|a| *a < to)
@@ -155,10 +171,10 @@ fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
     let mut sched = Scheduler::new(profiles.clone());
     let mut hits = Hits::default();
     let mut shown: Vec<Option<i64>> = vec![None; profiles.len()];
-    let mut shown_since: Vec<i64> = vec![MONTH_START; profiles.len()];
+    let mut shown_since: Vec<i64> = vec![month_start(); profiles.len()];
     let mut res = Result::default();
-    let month_end_ms = (MONTH_START + MONTH_SECS) * 1000;
-    let mut now = MONTH_START * 1000;
+    let month_end_ms = (month_start() + MONTH_SECS) * 1000;
+    let mut now = month_start() * 1000;
     // One token refresh a day, as the bridge does.
     let mut next_refresh = now;
     loop {
@@ -217,7 +233,7 @@ fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
         sched.record(d.system_id, d.task, now, &outcome);
     }
     for i in 0..profiles.len() {
-        ages.sample(i, shown_since[i], MONTH_START + MONTH_SECS, shown[i], &mut res);
+        ages.sample(i, shown_since[i], month_start() + MONTH_SECS, shown[i], &mut res);
     }
     res.hits = hits.sent.len() as u32;
     res.breaches = hits.breaches;
@@ -233,9 +249,9 @@ fn run_fixed(fleet: &Fleet, sc: &Scenario, ages: &Ages, budget: u32) -> Result {
     let polls = budget.saturating_sub(30).max(1) as i64; // the same daily token refresh
     let step_ms = MONTH_SECS * 1000 / polls;
     let mut shown: Vec<Option<i64>> = vec![None; n];
-    let mut shown_since: Vec<i64> = vec![MONTH_START; n];
+    let mut shown_since: Vec<i64> = vec![month_start(); n];
     for k in 0..polls {
-        let now = MONTH_START * 1000 + k * step_ms;
+        let now = month_start() * 1000 + k * step_ms;
         if k % (polls / 30).max(1) == 0 {
             hits.send(now, 1, sc.per_minute, sc.per_month);
         }
@@ -252,7 +268,7 @@ fn run_fixed(fleet: &Fleet, sc: &Scenario, ages: &Ages, budget: u32) -> Result {
         shown_since[i] = t;
     }
     for i in 0..n {
-        ages.sample(i, shown_since[i], MONTH_START + MONTH_SECS, shown[i], &mut res);
+        ages.sample(i, shown_since[i], month_start() + MONTH_SECS, shown[i], &mut res);
     }
     res.hits = hits.sent.len() as u32;
     res.breaches = hits.breaches;
@@ -274,7 +290,7 @@ fn ideal(fleet: &Fleet, ages: &Ages, reads: u64) -> f64 {
     for (i, sys) in fleet.systems().iter().enumerate() {
         let period = if sys.is_cellular() { 6 * 3600 } else { 900 };
         for &(a, b) in &ages.daylight[i] {
-            let (a, b) = (a.max(MONTH_START), b.min(MONTH_START + MONTH_SECS));
+            let (a, b) = (a.max(month_start()), b.min(month_start() + MONTH_SECS));
             if b <= a {
                 continue;
             }
@@ -335,11 +351,12 @@ fn main() {
         Scenario { systems: 1, plan: "kilowatt", per_minute: 50, per_month: 50_000 },
     ];
     println!(
-        "month simulation: 30 days from 2026-06-01, simulated clock; ages are of the displayed production power in daylight"
+        "month simulation: 30 days from {}, simulated clock; ages are of the displayed production power in daylight",
+        chrono::DateTime::from_timestamp(month_start(), 0).map_or_else(String::new, |d| d.date_naive().to_string())
     );
     for sc in &scenarios {
         let started = Instant::now();
-        let fleet = Fleet::generate(sc.systems, 1, MONTH_START);
+        let fleet = Fleet::generate(sc.systems, 1, month_start());
         let ages = Ages { daylight: fleet.systems().iter().map(daylight).collect(), fleet: &fleet };
         let ours = run_ours(&fleet, sc, &ages);
         let fixed = run_fixed(&fleet, sc, &ages, ours.hits);
