@@ -146,6 +146,15 @@ fn manifest_follows_the_crate_and_the_supervisor() {
     assert_eq!(m["ingress_port"].as_u64(), Some(8099));
 }
 
+/// The add-on store shows `icon.png`: a square PNG of 128 pixels.
+#[test]
+fn the_store_icon_is_a_128_pixel_square_png() {
+    let bytes = std::fs::read(repo().join("addon/icon.png")).expect("addon/icon.png");
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && &bytes[12..16] == b"IHDR", "a PNG");
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!((be(16), be(20)), (128, 128), "width and height");
+}
+
 #[test]
 fn options_and_schema_agree() {
     let m = manifest();
