@@ -29,6 +29,7 @@ fn month_start() -> i64 {
         }
     })
 }
+
 /// 30 days.
 const MONTH_SECS: i64 = 30 * 86_400;
 const MINUTE_MS: i64 = 60_000;
@@ -214,14 +215,13 @@ fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
             intervals: Vec::new(),
             power: d.power,
         };
-        // A power read, or the interval read made in place of the day's last one: it shows the
-        // newest power too (the micros' newest bucket).
-        let shows_power = d.power;
         if d.task == Task::Intervals {
             outcome.intervals =
                 sys.micro_buckets(t - 86_400, snap.last_report_at).iter().map(|b| (b.end, b.enwh)).collect();
         }
-        if shows_power {
+        // A power read, or the interval read made in place of the day's last one: it shows the
+        // newest power too (the micros' newest bucket).
+        if d.power {
             res.power_polls += 1;
             if shown[i] == Some(snap.last_report_at) {
                 res.empty_polls += 1;
