@@ -503,9 +503,15 @@ impl Scheduler {
                     continue;
                 }
                 let Some(due) = plan.due(site, task, now_ms) else { continue };
-                let at = budget.fits_at(due.max(not_before), site.profile.cost(task));
+                let mut at = budget.fits_at(due.max(not_before), site.profile.cost(task));
                 let power = task == Task::Power;
-                let task = if power && plan.folds_backfill(site, at, now_ms) { Task::Intervals } else { task };
+                let task = if power && plan.folds_backfill(site, at, now_ms) {
+                    // It may cost more hits than the power read: they must all fit.
+                    at = budget.fits_at(at, site.profile.cost(Task::Intervals));
+                    Task::Intervals
+                } else {
+                    task
+                };
                 let better = match best {
                     None => true,
                     Some(b) => at < b.at_ms,
@@ -1218,6 +1224,43 @@ mod tests {
             let start_up = calls.iter().find(|d| d.task == Task::Intervals).unwrap();
             assert!(!start_up.power, "the start-up interval read is not a power read: {start_up:?}");
         }
+    }
+
+    /// On a metered site the interval read made in place of the day's last power read costs two
+    /// hits (the micros' and the consumption meter's series): it waits until both fit the minute,
+    /// not just the one a power read would have needed.
+    #[test]
+    fn the_read_in_place_of_the_last_power_read_waits_for_room_for_all_its_hits() {
+        let metered = SiteProfile { metered: true, ..micro_site() };
+        assert_eq!(metered.cost(Task::Intervals), 2);
+        let mut s = Scheduler::new(vec![metered]);
+        let upload = |t_ms: i64| (t_ms / 1000).div_euclid(900) * 900;
+        let mut t = T0;
+        let mut checked = 0;
+        while t < T0 + 3 * DAY {
+            let b = budget(t, 5_000);
+            let d = s.next(t, &b).expect("budget left");
+            if d.task == Task::Intervals && d.power {
+                // Nine hits a moment before: one more fits that minute, two do not.
+                let busy = Budget { recent_ms: vec![d.at_ms - 1_000; 9], ..b.clone() };
+                let late = s.next(t, &busy).expect("budget left");
+                assert_eq!((late.task, late.power), (Task::Intervals, true), "{late:?}");
+                assert!(late.at_ms >= d.at_ms - 1_000 + WINDOW, "both hits fit: {late:?} after {d:?}");
+                checked += 1;
+            }
+            t = d.at_ms;
+            let seen = upload(t);
+            let producing = (6 * 3600..20 * 3600).contains(&seen.rem_euclid(86_400));
+            let outcome = Outcome {
+                ok: true,
+                last_report_at: Some(seen),
+                production_w: Some(if producing { 500 } else { 0 }),
+                power: d.power,
+                ..Outcome::default()
+            };
+            s.record(1, d.task, t, &outcome);
+        }
+        assert!(checked >= 2, "{checked} reads in place of the day's last power read");
     }
 
     #[test]
