@@ -12,8 +12,9 @@
 //!   `/latest_telemetry` requests (each power poll of a system reads one of them),
 //!   `cpu_ms_per_poll` = `cpu_ms / polls`; `hits` — every request the simulator counted (token
 //!   calls, `/devices` and the slower endpoints included), `cpu_ms_per_hit` = `cpu_ms / hits`,
-//!   `hits_per_min` — their mean rate over the run (the plan allows 300), `hits_429` — the ones
-//!   the simulator refused for the quota;
+//!   `hits_per_min` — their mean rate over the run, `hits_busiest_60s` — the most that arrived
+//!   in any 60 seconds (the plan allows 300), `hits_429` — the ones the simulator refused for
+//!   the quota;
 //! - `time_to_all_states_s` / `time_to_all_discovery_s` — from the spawn of `run` until every
 //!   system's `enphase/<id>/state` / a site discovery config
 //!   (`homeassistant/<component>/enphase_<id>/<object>/config`) was on the broker;
@@ -325,6 +326,7 @@ struct Row {
     cpu_ms_to_states: f64,
     polls: usize,
     hits: usize,
+    hits_busiest_60s: usize,
     hits_429: usize,
     hits_to_polled: Option<usize>,
     states: usize,
@@ -339,6 +341,22 @@ struct Row {
     cap_s: u64,
     run_s: f64,
     exit: String,
+}
+
+/// The most of `times` (ms) inside any 60-second window `[t, t + 60 s)`.
+fn busiest_60s(times: &[i64]) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let mut lo = 0;
+    (0..sorted.len())
+        .map(|hi| {
+            while sorted[hi] - sorted[lo] >= 60_000 {
+                lo += 1;
+            }
+            hi - lo + 1
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -371,7 +389,7 @@ impl Row {
             s,
             "systems={} rss_peak_mib={:.1} rss_end_mib={:.1} rss_target_mib={target} rss_ok={ok} cpu_ms={:.0} \
              cpu_ms_to_states={:.0} cpu_ms_per_poll={per_poll} polls={} cpu_ms_per_hit={per_hit} hits={} \
-             hits_per_min={:.0} hits_429={} time_to_all_states_s={} time_to_all_discovery_s={} time_to_all_polled_s={} \
+             hits_per_min={:.0} hits_busiest_60s={} hits_429={} time_to_all_states_s={} time_to_all_discovery_s={} time_to_all_polled_s={} \
              hits_to_all_polled={hits_to_polled} quota_bound_min_s={quota_bound} states={} discovery={} polled={} \
              with_power={} interval_msgs={} messages={} cap_s={} run_s={:.0} exit={}",
             self.systems,
@@ -382,6 +400,7 @@ impl Row {
             self.polls,
             self.hits,
             self.hits as f64 * 60.0 / self.run_s.max(1.0),
+            self.hits_busiest_60s,
             self.hits_429,
             secs(self.t_states),
             secs(self.t_discovery),
@@ -651,6 +670,7 @@ async fn run_fleet(n: usize, cap: Duration, window: Duration, ticks: f64) -> Row
             .filter(|h| h["status"].as_u64() == Some(200) && h["path"].as_str().and_then(power_read).is_some())
             .count(),
         hits: hits.len(),
+        hits_busiest_60s: busiest_60s(&hits.iter().filter_map(|h| h["real_ms"].as_i64()).collect::<Vec<_>>()),
         hits_429: hits.iter().filter(|h| h["status"].as_u64() == Some(429)).count(),
         hits_to_polled,
         states: seen.state.len(),
