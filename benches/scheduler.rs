@@ -123,16 +123,14 @@ impl Result {
 }
 
 /// Mean age of the displayed production power, sampled each minute of daylight.
-struct Ages<'a> {
+struct Ages {
     daylight: Vec<Vec<(i64, i64)>>,
-    fleet: &'a Fleet,
 }
 
-impl Ages<'_> {
+impl Ages {
     /// Adds the samples in `[from, to)` seconds for system `i`, whose display shows data of `shown`.
     fn sample(&self, i: usize, from: i64, to: i64, shown: Option<i64>, out: &mut Result) {
         let Some(shown) = shown else { return };
-        let _ = self.fleet;
         for &(a, b) in &self.daylight[i] {
             let lo = a.max(from);
             let hi = b.min(to);
@@ -145,6 +143,36 @@ impl Ages<'_> {
                 e.1 += 1;
                 t += 60;
             }
+        }
+    }
+}
+
+/// What each system's display shows: the upload its newest power read found, and since when.
+struct Shown {
+    upload: Vec<Option<i64>>,
+    since: Vec<i64>,
+}
+
+impl Shown {
+    fn new(systems: usize) -> Self {
+        Self { upload: vec![None; systems], since: vec![month_start(); systems] }
+    }
+
+    /// A power read of system `i` at `t` (epoch seconds) found `upload`.
+    fn read(&mut self, i: usize, t: i64, upload: i64, ages: &Ages, out: &mut Result) {
+        out.power_polls += 1;
+        if self.upload[i] == Some(upload) {
+            out.empty_polls += 1;
+        }
+        ages.sample(i, self.since[i], t, self.upload[i], out);
+        self.upload[i] = Some(upload);
+        self.since[i] = t;
+    }
+
+    /// The ages from each system's last read to the month's end.
+    fn finish(&self, ages: &Ages, out: &mut Result) {
+        for i in 0..self.upload.len() {
+            ages.sample(i, self.since[i], month_start() + MONTH_SECS, self.upload[i], out);
         }
     }
 }
@@ -171,8 +199,7 @@ fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
     let index: BTreeMap<u64, usize> = profiles.iter().enumerate().map(|(i, p)| (p.system_id, i)).collect();
     let mut sched = Scheduler::new(profiles.clone());
     let mut hits = Hits::default();
-    let mut shown: Vec<Option<i64>> = vec![None; profiles.len()];
-    let mut shown_since: Vec<i64> = vec![month_start(); profiles.len()];
+    let mut shown = Shown::new(profiles.len());
     let mut res = Result::default();
     let month_end_ms = (month_start() + MONTH_SECS) * 1000;
     let mut now = month_start() * 1000;
@@ -222,19 +249,11 @@ fn run_ours(fleet: &Fleet, sc: &Scenario, ages: &Ages) -> Result {
         // A power read, or the interval read made in place of the day's last one: it shows the
         // newest power too (the micros' newest bucket).
         if d.power {
-            res.power_polls += 1;
-            if shown[i] == Some(snap.last_report_at) {
-                res.empty_polls += 1;
-            }
-            ages.sample(i, shown_since[i], t, shown[i], &mut res);
-            shown[i] = Some(snap.last_report_at);
-            shown_since[i] = t;
+            shown.read(i, t, snap.last_report_at, ages, &mut res);
         }
         sched.record(d.system_id, d.task, now, &outcome);
     }
-    for i in 0..profiles.len() {
-        ages.sample(i, shown_since[i], month_start() + MONTH_SECS, shown[i], &mut res);
-    }
+    shown.finish(ages, &mut res);
     res.hits = hits.sent.len() as u32;
     res.breaches = hits.breaches;
     res.http_429 = hits.clock_minute_429s(sc.per_minute);
@@ -248,8 +267,7 @@ fn run_fixed(fleet: &Fleet, sc: &Scenario, ages: &Ages, budget: u32) -> Result {
     let mut res = Result::default();
     let polls = budget.saturating_sub(30).max(1) as i64; // the same daily token refresh
     let step_ms = MONTH_SECS * 1000 / polls;
-    let mut shown: Vec<Option<i64>> = vec![None; n];
-    let mut shown_since: Vec<i64> = vec![month_start(); n];
+    let mut shown = Shown::new(n);
     for k in 0..polls {
         let now = month_start() * 1000 + k * step_ms;
         if k % (polls / 30).max(1) == 0 {
@@ -258,18 +276,9 @@ fn run_fixed(fleet: &Fleet, sc: &Scenario, ages: &Ages, budget: u32) -> Result {
         let i = (k as usize) % n;
         hits.send(now, 1, sc.per_minute, sc.per_month);
         let t = now / 1000;
-        let snap = fleet.systems()[i].snapshot(t);
-        res.power_polls += 1;
-        if shown[i] == Some(snap.last_report_at) {
-            res.empty_polls += 1;
-        }
-        ages.sample(i, shown_since[i], t, shown[i], &mut res);
-        shown[i] = Some(snap.last_report_at);
-        shown_since[i] = t;
+        shown.read(i, t, fleet.systems()[i].snapshot(t).last_report_at, ages, &mut res);
     }
-    for i in 0..n {
-        ages.sample(i, shown_since[i], month_start() + MONTH_SECS, shown[i], &mut res);
-    }
+    shown.finish(ages, &mut res);
     res.hits = hits.sent.len() as u32;
     res.breaches = hits.breaches;
     res.http_429 = hits.clock_minute_429s(sc.per_minute);
@@ -357,7 +366,7 @@ fn main() {
     for sc in &scenarios {
         let started = Instant::now();
         let fleet = Fleet::generate(sc.systems, 1, month_start());
-        let ages = Ages { daylight: fleet.systems().iter().map(daylight).collect(), fleet: &fleet };
+        let ages = Ages { daylight: fleet.systems().iter().map(daylight).collect() };
         let ours = run_ours(&fleet, sc, &ages);
         let fixed = run_fixed(&fleet, sc, &ages, ours.hits);
         let ratio = fixed.mean_age_min() / ours.mean_age_min();
