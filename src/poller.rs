@@ -362,7 +362,7 @@ impl Poller {
             if let Some(site) = self.sites.get_mut(&id) {
                 site.last_power_ms = 0;
             }
-            self.execute(Decision { at_ms: now, system_id: id, task: Task::Power, power: true }).await;
+            self.execute(Decision::power_read(now, id)).await;
         }
         self.repoll_all = false;
     }
@@ -544,7 +544,7 @@ impl Poller {
                 break;
             }
             let now = self.clock.now_ms();
-            self.execute(Decision { at_ms: now, system_id: id, task: Task::Power, power: true }).await;
+            self.execute(Decision::power_read(now, id)).await;
         }
         let now = self.clock.now_secs();
         let stale = self.opts.stale_after;
@@ -718,7 +718,7 @@ impl Poller {
             if let Some(site) = self.sites.get_mut(id) {
                 site.last_power_ms = 0; // a press overrides the floor between polls
             }
-            self.execute(Decision { at_ms: now, system_id: *id, task: Task::Power, power: true }).await;
+            self.execute(Decision::power_read(now, *id)).await;
         }
         self.answer_refresh(true, format!("polled {} system(s)", ids.len())).await;
     }

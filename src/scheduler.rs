@@ -151,6 +151,13 @@ pub struct Decision {
     pub power: bool,
 }
 
+impl Decision {
+    /// A power read of `system_id` at `at_ms`, outside the plan (start-up, the Refresh button).
+    pub fn power_read(at_ms: i64, system_id: u64) -> Self {
+        Self { at_ms, system_id, task: Task::Power, power: true }
+    }
+}
+
 /// What a call found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
