@@ -437,7 +437,7 @@ impl Scheduler {
     /// leaves goes to the others. Among those, each keeps what its other reads cost, and the rest
     /// goes in proportion to its daylight: a longer day needs more reads for the same freshness,
     /// and the mean age over all systems is least when every system's reads are as far apart.
-    fn shares(&self, per_day: f64) -> BTreeMap<u64, f64> {
+    fn shares(&self, per_day: f64) -> BTreeMap<u64, Share> {
         let mut shares = BTreeMap::new();
         let mut open: Vec<&SiteState> = self.sites.values().collect();
         let mut left = per_day;
@@ -446,18 +446,22 @@ impl Scheduler {
             let capped: Vec<&SiteState> = open.iter().copied().filter(|s| equal > useful_per_day(s)).collect();
             if capped.is_empty() {
                 // What each system spends besides power reads, then the rest by daylight length.
-                let extras: Vec<f64> = open.iter().map(|s| DayPlan::new(s, equal).extras).collect();
+                // Those other reads are chosen on the equal share: what a longer day adds is
+                // for power reads, not for totals that a shorter day would go without.
+                let fair = Share { per_day: equal, fair: equal };
+                let extras: Vec<f64> = open.iter().map(|s| DayPlan::new(s, fair).extras).collect();
                 let rest = (left - extras.iter().sum::<f64>()).max(0.0);
                 let windows: Vec<f64> = open.iter().map(|s| s.window_len_ms() as f64).collect();
                 let daylight: f64 = windows.iter().sum();
                 for ((s, extra), window) in open.iter().zip(extras).zip(windows) {
-                    shares.insert(s.profile.system_id, extra + rest * window / daylight);
+                    let per_day = extra + rest * window / daylight;
+                    shares.insert(s.profile.system_id, Share { per_day, fair: equal });
                 }
                 return shares;
             }
             for s in capped {
                 let cap = useful_per_day(s);
-                shares.insert(s.profile.system_id, cap);
+                shares.insert(s.profile.system_id, Share { per_day: cap, fair: cap });
                 left -= cap;
                 open.retain(|o| o.profile.system_id != s.profile.system_id);
             }
@@ -466,7 +470,8 @@ impl Scheduler {
         // share buys is a read after every upload), or it would lie unspent at the month's end.
         let n = shares.len().max(1) as f64;
         for share in shares.values_mut() {
-            *share += left / n;
+            share.per_day += left / n;
+            share.fair = share.per_day;
         }
         shares
     }
@@ -545,6 +550,16 @@ fn useful_per_day(site: &SiteState) -> f64 {
         + 1.0
 }
 
+/// A system's hits per day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Share {
+    /// All of them.
+    per_day: f64,
+    /// The share its reads besides power reads are chosen on: the equal share of the systems
+    /// that split the rest by daylight (see `Scheduler::shares`), else `per_day`.
+    fair: f64,
+}
+
 /// How one system spends its share of a day.
 #[derive(Debug, Clone, Copy)]
 struct DayPlan {
@@ -569,9 +584,11 @@ struct DayPlan {
 impl DayPlan {
     /// Splits a day's hits: power polls first (they are what users watch); the evening totals,
     /// interval back-fill and inverter data only when the share is large enough to afford them
-    /// without starving the power polls.
-    fn new(site: &SiteState, hits_per_day: f64) -> Self {
+    /// without starving the power polls. Which of those fit is decided on `share.fair`; the power
+    /// polls get the rest of `share.per_day`.
+    fn new(site: &SiteState, share: Share) -> Self {
         let p = &site.profile;
+        let hits_per_day = share.fair;
         let mut left = hits_per_day;
         let metered = p.metered || p.battery;
         // A tight share takes the evening reads every other day: the totals and intervals still
@@ -608,7 +625,7 @@ impl DayPlan {
             None
         };
         let extras = hits_per_day - left;
-        let polls = (left / f64::from(p.cost(Task::Power))).max(0.25);
+        let polls = ((share.per_day - extras) / f64::from(p.cost(Task::Power))).max(0.25);
         let power_every = ((window as f64) / polls) as i64;
         Self {
             power_every: power_every.max(5 * MINUTE),
@@ -1283,8 +1300,32 @@ mod tests {
             }
         }
         let shares = s.shares(40.0);
-        assert!((shares[&1] + shares[&2] - 40.0).abs() < 1e-9, "{shares:?}");
-        assert!(shares[&1] > 2.0 * shares[&2], "16 hours of daylight against 6: {shares:?}");
+        assert!((shares[&1].per_day + shares[&2].per_day - 40.0).abs() < 1e-9, "{shares:?}");
+        assert!(shares[&1].per_day > 2.0 * shares[&2].per_day, "16 hours of daylight against 6: {shares:?}");
+    }
+
+    #[test]
+    fn a_longer_day_buys_power_reads_not_the_totals_a_shorter_day_goes_without() {
+        // A metered battery site with 16 hours of production and a micro site with 6, sharing
+        // 15 hits a day: 7.5 each on equal terms, too few for the evening totals (10). The long
+        // day's larger share must not buy them: both sites' reads come as far apart.
+        let battery = SiteProfile { metered: true, battery: true, ..micro_site() };
+        let mut s = Scheduler::new(vec![battery, SiteProfile { system_id: 2, ..micro_site() }]);
+        for day in 0..2 {
+            for (id, from, to) in [(1, 5, 21), (2, 9, 15)] {
+                let site = s.sites.get_mut(&id).unwrap();
+                for h in from..=to {
+                    site.daylight.observe(&site.tz, T0 / 1000 + day * 86_400 + h * 3600, 100);
+                }
+            }
+        }
+        let shares = s.shares(15.0);
+        assert!(shares[&1].per_day >= 10.0, "the long day's share is large: {shares:?}");
+        let long = DayPlan::new(&s.sites[&1], shares[&1]);
+        let short = DayPlan::new(&s.sites[&2], shares[&2]);
+        assert!(!long.evening_energy, "{long:?}");
+        let ratio = long.power_every as f64 / short.power_every as f64;
+        assert!((0.95..1.05).contains(&ratio), "reads as far apart: {long:?} {short:?}");
     }
 
     #[test]
@@ -1294,8 +1335,8 @@ mod tests {
         let cellular = SiteProfile { cellular: true, ..micro_site() };
         let s = Scheduler::new(vec![cellular, SiteProfile { system_id: 2, ..micro_site() }]);
         let shares = s.shares(20.0);
-        assert!(shares[&1] <= 6.0, "{shares:?}");
-        assert!((shares[&1] + shares[&2] - 20.0).abs() < 1e-9, "{shares:?}");
+        assert!(shares[&1].per_day <= 6.0, "{shares:?}");
+        assert!((shares[&1].per_day + shares[&2].per_day - 20.0).abs() < 1e-9, "{shares:?}");
     }
 
     #[test]
@@ -1316,6 +1357,6 @@ mod tests {
         // One system: its cap passes nothing to anyone, and hits left unplanned would lie unspent
         // at the month's end.
         let s = Scheduler::new(vec![SiteProfile { cellular: true, ..micro_site() }]);
-        assert!((s.shares(300.0)[&1] - 300.0).abs() < 1e-9);
+        assert!((s.shares(300.0)[&1].per_day - 300.0).abs() < 1e-9);
     }
 }
