@@ -181,12 +181,32 @@ struct Uploads {
     last: Option<i64>,
     /// Gaps between distinct uploads seen (multiples of the cadence when polls skip uploads).
     gaps: VecDeque<i64>,
+    /// The connection's usual cadence: 15 minutes, 6 hours on a cellular modem.
     default_secs: i64,
+    /// Power reads in a row that found no new upload.
+    missed: u32,
+    /// Whether reads timed by the usual cadence found nothing twice running: the gateway
+    /// uploads more rarely than its connection type says.
+    usual_refuted: bool,
 }
 
 impl Uploads {
     fn new(cellular: bool) -> Self {
-        Self { last: None, gaps: VecDeque::new(), default_secs: if cellular { 6 * 3600 } else { 900 } }
+        Self {
+            last: None,
+            gaps: VecDeque::new(),
+            default_secs: if cellular { 6 * 3600 } else { 900 },
+            missed: 0,
+            usual_refuted: false,
+        }
+    }
+
+    /// A power read found no new upload (`false`) or one (`true`).
+    fn read(&mut self, fresh: bool) {
+        self.missed = if fresh { 0 } else { self.missed + 1 };
+        if self.missed >= 2 {
+            self.usual_refuted = true;
+        }
     }
 
     fn observe(&mut self, at: i64) -> bool {
@@ -209,6 +229,12 @@ impl Uploads {
 
     /// The cadence in seconds: the greatest common divisor of the recent gaps, rounded to a
     /// minute (gaps are multiples of it when polls skip uploads), within 5 min … 12 h.
+    ///
+    /// Reads spaced by whole cadences see only gaps that are multiples of their spacing, so the
+    /// divisor can settle on a multiple of the true cadence (reads every 2 hours, 15-minute
+    /// uploads), and the spacing, rounded to it, then keeps it there. A divisor that is a multiple
+    /// of the connection's usual cadence is taken for that usual cadence, unless reads timed by it
+    /// found nothing twice running.
     fn cadence_secs(&self) -> i64 {
         let mut g = 0i64;
         for gap in &self.gaps {
@@ -217,7 +243,13 @@ impl Uploads {
                 g = gcd(g, rounded);
             }
         }
-        if self.gaps.len() < 2 || g == 0 { self.default_secs } else { g.clamp(300, 12 * 3600) }
+        if self.gaps.len() < 2 || g == 0 {
+            return self.default_secs;
+        }
+        if !self.usual_refuted && g > self.default_secs && g % self.default_secs == 0 {
+            return self.default_secs;
+        }
+        g.clamp(300, 12 * 3600)
     }
 
     /// The first expected upload strictly after `after_ms` (ms), by cadence and phase.
@@ -413,6 +445,7 @@ impl Scheduler {
         if task == Task::Power || outcome.power {
             site.last_run.insert(Task::Power, now_ms);
             site.power_polls += 1;
+            site.uploads.read(fresh == Some(true));
             if fresh == Some(true) {
                 // Found the upload: try reading a little sooner next time.
                 site.lag_ms = (site.lag_ms * 9 / 10).max(LAG_RANGE.0);
@@ -1326,6 +1359,27 @@ mod tests {
         assert!(!long.evening_energy, "{long:?}");
         let ratio = long.power_every as f64 / short.power_every as f64;
         assert!((0.95..1.05).contains(&ratio), "reads as far apart: {long:?} {short:?}");
+    }
+
+    #[test]
+    fn reads_spaced_by_whole_hours_do_not_make_the_cadence_an_hour() {
+        // Uploads every 15 minutes, read every 2 hours: every gap seen is 2 hours.
+        let mut u = Uploads::new(false);
+        for k in 0..24 {
+            u.observe(1_000_000 + k * 7200);
+        }
+        assert_eq!(u.cadence_secs(), 900);
+        // A gateway that does upload every 2 hours: reads timed by 15 minutes find nothing.
+        u.read(false);
+        assert_eq!(u.cadence_secs(), 900, "one empty read can be a late upload");
+        u.read(false);
+        assert_eq!(u.cadence_secs(), 7200);
+        // A cellular gateway's 6 hours are learned as before.
+        let mut cellular = Uploads::new(true);
+        for k in 0..4 {
+            cellular.observe(1_000_000 + k * 6 * 3600);
+        }
+        assert_eq!(cellular.cadence_secs(), 6 * 3600);
     }
 
     #[test]
