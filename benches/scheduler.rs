@@ -114,6 +114,8 @@ struct Result {
     age_samples: u64,
     /// Per system: (sum of ages, samples).
     per_system: BTreeMap<usize, (f64, u64)>,
+    /// Per system: power reads.
+    reads: BTreeMap<usize, u64>,
 }
 
 impl Result {
@@ -161,6 +163,7 @@ impl Shown {
     /// A power read of system `i` at `t` (epoch seconds) found `upload`.
     fn read(&mut self, i: usize, t: i64, upload: i64, ages: &Ages, out: &mut Result) {
         out.power_polls += 1;
+        *out.reads.entry(i).or_default() += 1;
         if self.upload[i] == Some(upload) {
             out.empty_polls += 1;
         }
@@ -403,13 +406,15 @@ fn main() {
             for (i, sys) in fleet.systems().iter().enumerate() {
                 let age = |r: &Result| r.per_system.get(&i).map_or(f64::NAN, |(s, n)| s / *n as f64 / 60.0);
                 println!(
-                    "  system {} {:<20} {:?} cellular={} ours={:.1}min fixed={:.1}min",
+                    "  system {} {:<20} {:?} cellular={} ours={:.1}min ({} reads) fixed={:.1}min ({} reads)",
                     sys.system_id(),
                     sys.timezone(),
                     sys.kind(),
                     sys.is_cellular(),
                     age(&ours),
-                    age(&fixed)
+                    ours.reads.get(&i).copied().unwrap_or(0),
+                    age(&fixed),
+                    fixed.reads.get(&i).copied().unwrap_or(0)
                 );
             }
         }
