@@ -44,6 +44,9 @@ const LAG_RANGE: (i64, i64) = (15_000, 10 * 60_000);
 /// Without interval back-fill, the intervals are still read every this many days, to learn the
 /// daylight window from.
 const LEARN_EVERY_DAYS: i64 = 3;
+/// A metered site whose share is too tight for the evening totals still reads them every this
+/// many days: the grid, consumption and battery totals are never missing, only less current.
+const TOTALS_EVERY_DAYS: i64 = 7;
 /// Margin added before the learned daylight window: the day's first read goes to the last upload
 /// before the production starts, so that the night's value is not on show once it does.
 const DAWN_MARGIN: i64 = 20 * MINUTE;
@@ -630,6 +633,8 @@ impl DayPlan {
         let evening_energy = metered && left >= 10.0;
         if evening_energy {
             left -= f64::from(p.cost(Task::Energy)) / evening_every as f64;
+        } else if metered {
+            left -= f64::from(p.cost(Task::Energy)) / TOTALS_EVERY_DAYS as f64;
         }
         let backfill = left >= 8.0;
         if backfill {
@@ -780,13 +785,15 @@ impl DayPlan {
                 Some(last + every)
             }
             Task::Energy => {
-                if !(site.profile.metered || site.profile.battery) || !self.evening_energy {
+                if !(site.profile.metered || site.profile.battery) {
                     return None;
                 }
                 let Some(last) = last else { return Some(now_ms) };
-                // The day's final totals, after dusk (every `evening_every` days).
+                // The day's final totals, after dusk (every `evening_every` days, or every
+                // `TOTALS_EVERY_DAYS` when the share is too tight for them).
                 let evening = dusk + 15 * MINUTE;
-                let skip = (self.evening_every - 1) * DAY;
+                let every = if self.evening_energy { self.evening_every } else { TOTALS_EVERY_DAYS };
+                let skip = (every - 1) * DAY;
                 if now_ms >= dusk && last < evening - skip {
                     return Some(evening.max(now_ms));
                 }
@@ -1175,7 +1182,12 @@ mod tests {
     /// A micro site producing 06:00–20:00 UTC that uploads every 15 minutes, planned with
     /// `per_day` hits a day for `days` days: every call made, when it was due.
     fn calls_made(per_day: u32, days: i64) -> Vec<Decision> {
-        let mut s = Scheduler::new(vec![micro_site()]);
+        calls_made_on(micro_site(), per_day, days)
+    }
+
+    /// The calls made for one system of this profile, given `per_day` hits a day.
+    fn calls_made_on(site: SiteProfile, per_day: u32, days: i64) -> Vec<Decision> {
+        let mut s = Scheduler::new(vec![site]);
         let producing = |t: i64| (6 * 3600..20 * 3600).contains(&(t.rem_euclid(86_400)));
         let upload = |t_ms: i64| (t_ms / 1000).div_euclid(900) * 900;
         let mut left = per_day * 29 + 29 + RESERVE_PER_MONTH;
@@ -1202,6 +1214,23 @@ mod tests {
             s.record(1, d.task, t, &outcome);
         }
         calls
+    }
+
+    /// A share too tight for the evening totals (five systems on Watt) still reads a metered
+    /// site's totals once a week, or its grid, consumption and battery totals would never arrive.
+    #[test]
+    fn a_tight_share_still_reads_the_totals_once_a_week() {
+        let metered = SiteProfile { metered: true, battery: true, ..micro_site() };
+        let calls = calls_made_on(metered, 6, 22);
+        let totals: Vec<i64> = calls.iter().filter(|d| d.task == Task::Energy).map(|d| d.at_ms).collect();
+        assert_eq!(totals[0], T0, "at start: {totals:?}");
+        assert_eq!(totals.len(), 4, "then one a week: {totals:?}");
+        for pair in totals[1..].windows(2) {
+            assert_eq!(pair[1] - pair[0], TOTALS_EVERY_DAYS * DAY, "{totals:?}");
+        }
+        for at in &totals[1..] {
+            assert!(at.rem_euclid(DAY) >= 20 * HOUR, "after dusk: {}", at.rem_euclid(DAY) / MINUTE);
+        }
     }
 
     #[test]
