@@ -522,15 +522,13 @@ impl Poller {
         tracing::info!(systems = self.sites.len(), "Enphase systems found");
         let device_level = self.device_level();
         self.scheduler = Scheduler::new(self.sites.iter().map(|(id, s)| s.profile(*id, device_level)).collect());
-        // Every system is announced from the list at once, without a hit: its name, status,
-        // last report and energy. (A large fleet needs minutes for what follows.)
-        let now = self.clock.now_secs();
-        let stale = self.opts.stale_after;
-        for (id, site) in &mut self.sites {
-            let _ = self.out.send(BridgeInput::Site(Box::new(site.snapshot(*id, now, stale)))).await;
-        }
-        // Then each system's device list and a first power reading, as the minute window allows,
-        // and at the end the full list, so the bridge can drop systems no longer visible.
+        // Each system's device list and a first power reading, as the minute window allows; each
+        // system is announced after them (see `execute`), and at the end the full list, so the
+        // bridge can drop systems no longer visible. Not before: announced from the system list
+        // alone, a system's state would have no figures and replace the full one kept on the
+        // broker, and its Home Assistant device would lack the meters and battery that the device
+        // list adds a moment later (Home Assistant 2026.2 drops components added to a device
+        // config while the first one is still being set up).
         let ids: Vec<u64> = self.sites.keys().copied().collect();
         for id in ids {
             if !self.room_for(1, shutdown).await {

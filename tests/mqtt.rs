@@ -221,6 +221,40 @@ async fn device_mode_publishes_one_config_per_device() {
     assert_eq!(bridge.sigterm().await, Some(0));
 }
 
+/// The first state and the first device config each system gets already carry its readings and
+/// all its entities: a state without figures would replace the full one the broker kept from the
+/// last run, and Home Assistant 2026.2 drops the components added to a device config published
+/// again while the first is still being set up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_state_and_device_config_of_each_system_are_whole() {
+    let rig = Rig::new(3, "  discovery_mode: device\n").await;
+    let mut probe = Probe::connect(rig.broker.port, &["enphase/+/state", "homeassistant/device/+/config"]).await;
+    let bridge = rig.start();
+    settled(rig.broker.port, &[A, B, C]).await;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    while let Some((topic, payload, _)) = probe.next(Duration::from_secs(2)).await {
+        seen.push((topic, payload));
+    }
+    assert_eq!(bridge.sigterm().await, Some(0));
+    let first = |topic: &str| {
+        seen.iter().find(|(t, _)| t == topic).map(|(_, p)| json(p)).unwrap_or_else(|| panic!("nothing on {topic}"))
+    };
+    for id in [A, B, C] {
+        let state = first(&format!("enphase/{id}/state"));
+        assert!(state["production_power_w"].is_i64(), "the first state of {id} has the power: {state}");
+        let topic = format!("homeassistant/device/enphase_{id}/config");
+        let configs = seen.iter().filter(|(t, _)| *t == topic).count();
+        assert_eq!(configs, 1, "{id}'s device config is published once, whole");
+    }
+    let has = |id: u64, key: &str| {
+        let config = first(&format!("homeassistant/device/enphase_{id}/config"));
+        config["cmps"].as_object().expect("cmps").keys().any(|k| k == key)
+    };
+    assert!(has(B, "consumption_power"), "the metered site's meters are in its first config");
+    assert!(has(C, "battery_soc"), "the battery site's battery is in its first config");
+    assert!(first(&format!("enphase/{B}/state"))["consumption_power_w"].is_i64(), "and in its first state");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_refresh_request_polls_now_and_answers() {
     let rig = Rig::new(1, "").await;
