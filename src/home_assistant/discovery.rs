@@ -122,14 +122,23 @@ impl DeviceDiscovery {
                 })
                 .collect(),
             DiscoveryMode::Device => {
+                // Home Assistant gives every component the state topic on top, a button too,
+                // whose schema has none: with a button the topic goes to the others one by one.
+                let has_button = self.entities.iter().any(|spec| spec.component == Component::Button);
                 let mut cmps = Map::new();
                 for spec in &self.entities {
                     let mut config = Map::new();
                     config.insert("platform".into(), spec.component.as_str().into());
+                    if has_button && spec.component != Component::Button {
+                        config.insert("state_topic".into(), self.state_topic.clone().into());
+                    }
                     config.extend(component_config(spec, &self.node, topics));
                     cmps.insert(spec.key.into(), Value::Object(config));
                 }
                 let mut config = self.shared();
+                if has_button {
+                    config.remove("state_topic");
+                }
                 config.insert("cmps".into(), Value::Object(cmps));
                 vec![Message::retained(topics.device_config(&self.node), Value::Object(config).to_string())]
             }
@@ -677,10 +686,15 @@ mod tests {
         assert_eq!(bridge[0].topic, "homeassistant/device/enphase_bridge/config");
         let config = parse(&bridge[0]);
         assert_eq!(config["availability"], json!([{"topic": "enphase/bridge/availability"}]));
-        assert_eq!(config["state_topic"], "enphase/bridge/info");
+        // The button's schema has no state topic, and a topic on top would be given to it too.
+        assert!(config.get("state_topic").is_none(), "{config}");
         let cmps = config["cmps"].as_object().unwrap();
         let keys: Vec<&str> = cmps.keys().map(String::as_str).collect();
         assert_eq!(keys, ["api_hits_left", "api_hits_used", "authorization", "next_poll", "refresh"]);
+        for key in ["api_hits_left", "api_hits_used", "authorization", "next_poll"] {
+            assert_eq!(cmps[key]["state_topic"], "enphase/bridge/info", "{key}");
+        }
+        assert!(cmps["refresh"].get("state_topic").is_none());
         assert_eq!(cmps["refresh"]["platform"], "button");
         assert_eq!(cmps["refresh"]["command_topic"], "enphase/bridge/request/refresh");
         assert_eq!(cmps["authorization"]["platform"], "binary_sensor");
