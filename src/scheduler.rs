@@ -1349,10 +1349,10 @@ mod tests {
         assert!(checked >= 2, "{checked} reads in place of the day's last power read");
     }
 
-    #[test]
-    fn a_longer_day_gets_a_larger_share() {
-        let mut s = Scheduler::new(vec![micro_site(), SiteProfile { system_id: 2, ..micro_site() }]);
-        // Two finished days: system 1 produces 05:00–21:00, system 2 09:00–15:00.
+    /// System 1 (`first`) and a micro site, system 2, after two finished days: system 1 produces
+    /// 05:00–21:00, system 2 09:00–15:00.
+    fn long_and_short_days(first: SiteProfile) -> Scheduler {
+        let mut s = Scheduler::new(vec![first, SiteProfile { system_id: 2, ..micro_site() }]);
         for day in 0..2 {
             for (id, from, to) in [(1, 5, 21), (2, 9, 15)] {
                 let site = s.sites.get_mut(&id).unwrap();
@@ -1361,6 +1361,12 @@ mod tests {
                 }
             }
         }
+        s
+    }
+
+    #[test]
+    fn a_longer_day_gets_a_larger_share() {
+        let s = long_and_short_days(micro_site());
         let shares = s.shares(40.0);
         assert!((shares[&1].per_day + shares[&2].per_day - 40.0).abs() < 1e-9, "{shares:?}");
         assert!(shares[&1].per_day > 2.0 * shares[&2].per_day, "16 hours of daylight against 6: {shares:?}");
@@ -1371,16 +1377,7 @@ mod tests {
         // A metered battery site with 16 hours of production and a micro site with 6, sharing
         // 15 hits a day: 7.5 each on equal terms, too few for the evening totals (10). The long
         // day's larger share must not buy them: both sites' reads come as far apart.
-        let battery = SiteProfile { metered: true, battery: true, ..micro_site() };
-        let mut s = Scheduler::new(vec![battery, SiteProfile { system_id: 2, ..micro_site() }]);
-        for day in 0..2 {
-            for (id, from, to) in [(1, 5, 21), (2, 9, 15)] {
-                let site = s.sites.get_mut(&id).unwrap();
-                for h in from..=to {
-                    site.daylight.observe(&site.tz, T0 / 1000 + day * 86_400 + h * 3600, 100);
-                }
-            }
-        }
+        let s = long_and_short_days(SiteProfile { metered: true, battery: true, ..micro_site() });
         let shares = s.shares(15.0);
         assert!(shares[&1].per_day >= 10.0, "the long day's share is large: {shares:?}");
         let long = DayPlan::new(&s.sites[&1], shares[&1]);
