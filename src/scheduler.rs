@@ -624,12 +624,11 @@ impl DayPlan {
     /// polls get the rest of `share.per_day`.
     fn new(site: &SiteState, share: Share) -> Self {
         let p = &site.profile;
-        let hits_per_day = share.fair;
-        let mut left = hits_per_day;
+        let mut left = share.fair;
         let metered = p.metered || p.battery;
         // A tight share takes the evening reads every other day: the totals and intervals still
         // arrive whole (they cover the days between), and the power reads get the difference.
-        let evening_every = if hits_per_day < 24.0 { 2 } else { 1 };
+        let evening_every = if share.fair < 24.0 { 2 } else { 1 };
         let evening_energy = metered && left >= 10.0;
         if evening_energy {
             left -= f64::from(p.cost(Task::Energy)) / evening_every as f64;
@@ -662,7 +661,7 @@ impl DayPlan {
         } else {
             None
         };
-        let extras = hits_per_day - left;
+        let extras = share.fair - left;
         let polls = ((share.per_day - extras) / f64::from(p.cost(Task::Power))).max(0.25);
         let power_every = ((window as f64) / polls) as i64;
         Self {
@@ -1388,7 +1387,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_spaced_by_whole_hours_do_not_make_the_cadence_an_hour() {
+    fn reads_two_hours_apart_do_not_make_the_cadence_two_hours() {
         // Uploads every 15 minutes, read every 2 hours: every gap seen is 2 hours.
         let mut u = Uploads::new(false);
         for k in 0..24 {
