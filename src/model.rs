@@ -10,9 +10,9 @@
 //! | production power             | the freshest of: `latest_telemetry` production meter, `summary.current_power`, the newest `telemetry/production_micro` bucket |
 //! | production energy today      | `summary.energy_today`                                           |
 //! | production energy lifetime   | `summary.energy_lifetime + summary.energy_today` (§4.4)          |
-//! | consumption power            | `latest_telemetry` consumption meter (already the load, §4.11)   |
+//! | consumption power (the load) | `latest_telemetry` consumption meter, plus the battery's power (§4.11) |
 //! | consumption energy lifetime  | `consumption_meter_readings` registers                           |
-//! | net grid power               | consumption − production, both from `latest_telemetry`           |
+//! | net grid power               | consumption figure − production, both from `latest_telemetry`    |
 //! | grid import / export energy  | sum of the `energy_import_lifetime` / `energy_export_lifetime` days |
 //! | battery state of charge      | `telemetry/battery` `last_reported_aggregate_soc`, else the last interval |
 //! | battery power                | `latest_telemetry` encharges, signed by `operational_mode`       |
@@ -133,8 +133,9 @@ pub struct ProductionReading {
     pub meter_energy_wh: Option<i64>,
 }
 
-/// Household consumption. For both CT wirings this is the load (§4.11: a Net CT's
-/// `latest_telemetry` consumption is already production + grid).
+/// Household consumption: the load. A Net CT's `latest_telemetry` consumption figure is
+/// production + grid and leaves the battery out (§4.11), so on a battery site the load is that
+/// figure plus the battery's power; a Total CT's figure is the load as it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ConsumptionReading {
     /// Last reported load, W.
@@ -322,7 +323,16 @@ impl SiteSnapshot {
         snap.production.energy_lifetime_wh =
             summary.and_then(|s| Some(s.energy_lifetime?.saturating_add(s.energy_today?)));
         snap.production.meter_energy_wh = parts.production_readings.and_then(|r| sum_readings(r, |m| m.value));
-        snap.consumption.power_w = latest_consumption.map(|c| c.power_w);
+        let latest_battery = parts.latest.and_then(|l| battery_power(&l.devices.encharges));
+        // A Net CT's consumption figure leaves the battery out (§4.11): what the battery gives is
+        // load too. A battery reading from another bucket than the figure makes the load unknown.
+        // A Total CT (PV-only sites, per §4.11) measures the load itself.
+        snap.consumption.power_w = latest_consumption.and_then(|figure| match latest_battery {
+            _ if snap.consumption_meter == Some(ConsumptionMeter::Total) => Some(figure.power_w),
+            None => Some(figure.power_w),
+            Some(battery) if same_bucket(figure.at, battery.at) => Some(figure.power_w.saturating_add(battery.power_w)),
+            Some(_) => None,
+        });
         snap.consumption.energy_lifetime_wh = parts.consumption_readings.and_then(|r| sum_readings(r, |m| m.value));
 
         // Meters seen in the data, for when the device list was not read.
@@ -335,17 +345,15 @@ impl SiteSnapshot {
             snap.consumption_meter = Some(ConsumptionMeter::Unknown);
         }
 
-        // Net grid power: the consumption CT reading is the load for both wirings (§4.11), so
-        // grid = load − production. Only from one `latest_telemetry` answer whose two readings are
-        // at most one 15-minute bucket apart, never mixing in the summary's power.
+        // Net grid power: the consumption figure is production + grid (§4.11; a Total CT's load
+        // is that too on a site without a battery), so grid = figure − production. Only from one
+        // `latest_telemetry` answer whose two readings are of one bucket, never mixing in the
+        // summary's power.
         if snap.consumption_meter.is_some()
-            && let (Some(load), Some(solar)) = (latest_consumption, latest_production)
-            && match (load.at, solar.at) {
-                (Some(a), Some(b)) => a.abs_diff(b) <= 900,
-                _ => true,
-            }
+            && let (Some(figure), Some(solar)) = (latest_consumption, latest_production)
+            && same_bucket(figure.at, solar.at)
         {
-            snap.grid.power_w = Some(load.power_w.saturating_sub(solar.power_w));
+            snap.grid.power_w = Some(figure.power_w.saturating_sub(solar.power_w));
         }
         snap.grid.import_energy_wh = parts.import_lifetime.and_then(|l| sum_series(&l.import));
         snap.grid.export_energy_wh = parts.export_lifetime.and_then(|l| sum_series(&l.export));
@@ -359,7 +367,7 @@ impl SiteSnapshot {
                     .map(|(_, percent)| percent)
             })
         });
-        snap.battery.power_w = parts.latest.and_then(|l| battery_power(&l.devices.encharges));
+        snap.battery.power_w = latest_battery.map(|b| b.power_w);
         snap.battery.charged_energy_wh = parts.storage_readings.and_then(|r| sum_readings(r, |m| m.value_charged));
         snap.battery.discharged_energy_wh =
             parts.storage_readings.and_then(|r| sum_readings(r, |m| m.value_discharged));
@@ -586,11 +594,12 @@ fn channel_sum(readings: &[LatestReading], name: &str) -> Option<ChannelSum> {
     sum
 }
 
-/// Battery power with our sign (positive = discharging). Enphase's sign in `latest_telemetry` is
-/// unconfirmed (§4.11), so the mode decides it when given; the fixture's Discharging battery
-/// reports +160 W, which is the live-data convention the fallback keeps.
-fn battery_power(encharges: &[LatestReading]) -> Option<i64> {
-    let mut total: Option<i64> = None;
+/// Battery power with our sign (positive = discharging) and the newest report it comes from.
+/// Enphase's sign in `latest_telemetry` is unconfirmed (§4.11), so the mode decides it when given;
+/// the fixture's Discharging battery reports +160 W, which is the live-data convention the
+/// fallback keeps.
+fn battery_power(encharges: &[LatestReading]) -> Option<ChannelSum> {
+    let mut total: Option<ChannelSum> = None;
     for reading in encharges {
         let Some(power) = reading.power else { continue };
         let mode = reading.operational_mode.as_deref().map(|m| m.trim().to_ascii_lowercase());
@@ -599,9 +608,20 @@ fn battery_power(encharges: &[LatestReading]) -> Option<i64> {
             Some("discharging") => power.abs(),
             _ => power,
         };
-        total = Some(total.unwrap_or(0).saturating_add(signed));
+        let entry = total.get_or_insert(ChannelSum { power_w: 0, at: None });
+        entry.power_w = entry.power_w.saturating_add(signed);
+        entry.at = entry.at.max(reading.last_report_at);
     }
     total
+}
+
+/// Whether two `latest_telemetry` readings are of one 15-minute upload (an unknown time is
+/// taken to be).
+fn same_bucket(a: Option<i64>, b: Option<i64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.abs_diff(b) <= 900,
+        _ => true,
+    }
 }
 
 /// The sum of one register over all meters (retired ones keep their last value); `None` if no
@@ -853,7 +873,8 @@ mod tests {
                 meter_energy_wh: Some(8_412_905),
             }
         );
-        assert_eq!(b.consumption, ConsumptionReading { power_w: Some(1520), energy_lifetime_wh: Some(9_871_342) });
+        // The Net CT's figure (1520 W) leaves out the 160 W the battery gives the house.
+        assert_eq!(b.consumption, ConsumptionReading { power_w: Some(1680), energy_lifetime_wh: Some(9_871_342) });
         let import = 7811 + 7204 + 11954 + 5322 + 5017 + 14870 + 10402;
         let export = 3991 + 2455 + 814 + 4716 + 5403 + 254 + 2232;
         assert_eq!(
@@ -933,13 +954,14 @@ mod tests {
             operational_mode: Some(mode.into()),
             ..LatestReading::default()
         };
-        assert_eq!(battery_power(&[reading(160, "Discharging")]), Some(160));
-        assert_eq!(battery_power(&[reading(-160, "Discharging")]), Some(160));
-        assert_eq!(battery_power(&[reading(300, "Charging")]), Some(-300));
-        assert_eq!(battery_power(&[reading(-300, "charging")]), Some(-300));
-        assert_eq!(battery_power(&[reading(0, "Idle")]), Some(0));
-        assert_eq!(battery_power(&[reading(100, "Charging"), reading(40, "Discharging")]), Some(-60));
-        assert_eq!(battery_power(&[]), None);
+        let power = |readings: &[LatestReading]| battery_power(readings).map(|b| b.power_w);
+        assert_eq!(power(&[reading(160, "Discharging")]), Some(160));
+        assert_eq!(power(&[reading(-160, "Discharging")]), Some(160));
+        assert_eq!(power(&[reading(300, "Charging")]), Some(-300));
+        assert_eq!(power(&[reading(-300, "charging")]), Some(-300));
+        assert_eq!(power(&[reading(0, "Idle")]), Some(0));
+        assert_eq!(power(&[reading(100, "Charging"), reading(40, "Discharging")]), Some(-60));
+        assert_eq!(power(&[]), None);
     }
 
     #[test]
@@ -994,6 +1016,34 @@ mod tests {
         let older = Summary { last_interval_end_at: Some(1750113000), ..newer_summary.clone() };
         let parts = ApiParts { summary: Some(&older), production_micro: Some(&micro), ..ApiParts::default() };
         assert_eq!(SiteSnapshot::from_api(&r.system_b, parts).production.power_w, Some(900), "a newer summary wins");
+    }
+
+    #[test]
+    fn the_load_of_a_battery_site_is_the_net_figure_plus_the_battery() {
+        let latest = |battery_at: i64, mode: &str| -> LatestTelemetry {
+            serde_json::from_value(serde_json::json!({"devices": {
+                "meters": [
+                    {"name": "production", "channel": 1, "last_report_at": 1000, "power": 2000},
+                    {"name": "consumption", "channel": 1, "last_report_at": 1000, "power": 1400}
+                ],
+                "encharges": [{"name": "Encharge", "last_report_at": battery_at, "power": 900, "operational_mode": mode}]
+            }}))
+            .unwrap()
+        };
+        let snap = |l: &LatestTelemetry| {
+            SiteSnapshot::from_api(&System::default(), ApiParts { latest: Some(l), ..ApiParts::default() })
+        };
+        // The figure is production + grid: 600 W go out to the grid either way.
+        // Charging: of the 2000 W made, 900 go into the battery and 500 into the house.
+        let charging = snap(&latest(1000, "Charging"));
+        assert_eq!(charging.grid.power_w, Some(-600), "figure − production");
+        assert_eq!(charging.consumption.power_w, Some(500), "figure less the charge");
+        // Discharging: the 2000 W made and the battery's 900, less the 600 exported.
+        let discharging = snap(&latest(1000, "Discharging"));
+        assert_eq!(discharging.consumption.power_w, Some(2300), "figure plus the discharge");
+        let stale = snap(&latest(1000 + 3600, "Discharging"));
+        assert_eq!(stale.consumption.power_w, None, "a battery reading of another bucket");
+        assert_eq!(stale.grid.power_w, Some(-600), "the grid needs no battery");
     }
 
     #[test]

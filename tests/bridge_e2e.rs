@@ -1289,3 +1289,36 @@ async fn grid_energy_is_the_sum_of_every_day_since_the_system_started() {
         assert_eq!(state["grid_export_energy_wh"].as_i64(), Some(export), "{id}: export");
     }
 }
+
+/// On a battery site the power flows add up as the model has them: `latest_telemetry`'s
+/// consumption figure is production + grid and leaves the battery out (§4.11), so the grid is
+/// that figure less production, and the house's load is that figure plus what the battery gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_power_flows_of_a_battery_site_add_up_as_the_model_has_them() {
+    let start = next_local_hour(tz_of(C), 12, real_now() + HOUR);
+    let opts = starting_at(SimOptions { systems: 3, plan: SimPlan::Kilowatt, ..SimOptions::default() }, start, 1.0);
+    let rig = Rig::new(opts, Login::Code).await;
+    let sys = rig.sim.sim.fleet().get(C).unwrap();
+    assert_eq!(sys.kind(), SystemKind::Battery);
+    let rec = Recorder::start(rig.broker.port, &["enphase/+/state"], rig.sim.sim.clone()).await;
+    let running = rig.start().await;
+    rec.wait_for("a state of the battery site with its load", WAIT, |m| {
+        states(m, C).iter().any(|(_, s)| s["consumption_power_w"].is_i64())
+    })
+    .await;
+    running.stop().await;
+    let hits = rig.hits().await;
+    let read = hits
+        .iter()
+        .find(|h| h.system() == Some(C) && h.path.ends_with("/latest_telemetry") && h.status == Some(200))
+        .expect("latest_telemetry was read");
+    let bucket = sys.last_meter_bucket(read.at).expect("a meter bucket");
+    assert!(bucket.charge + bucket.discharge > 0, "the battery is at work at noon: {bucket:?}");
+    let (_, state) = states(&rec.all(), C)
+        .into_iter()
+        .find(|(_, s)| s["consumption_power_w"].is_i64())
+        .expect("a state with the load");
+    assert_eq!(state["battery_power_w"].as_i64(), Some((bucket.discharge - bucket.charge) * 4), "{state}");
+    assert_eq!(state["grid_power_w"].as_i64(), Some(bucket.grid() * 4), "grid: {bucket:?} {state}");
+    assert_eq!(state["consumption_power_w"].as_i64(), Some(bucket.consumption * 4), "load: {bucket:?} {state}");
+}

@@ -303,7 +303,7 @@ mod tests {
             None,
             "8413.221",
         ),
-        ("consumption_power", "sensor", Some("power"), Some("measurement"), Some("W"), Some(0), None, None, "1520"),
+        ("consumption_power", "sensor", Some("power"), Some("measurement"), Some("W"), Some(0), None, None, "1680"),
         (
             "consumption_energy_lifetime",
             "sensor",

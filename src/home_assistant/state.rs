@@ -234,7 +234,7 @@ mod tests {
                 "production_energy_today_wh": 316,
                 "production_energy_lifetime_wh": 8413221,
                 "production_meter_energy_wh": 8412905,
-                "consumption_power_w": 1520,
+                "consumption_power_w": 1680,
                 "consumption_energy_lifetime_wh": 9871342,
                 "grid_power_w": 880,
                 "grid_import_energy_wh": 62580,

@@ -515,7 +515,10 @@ fn latest_telemetry_body(ctx: &Ctx<'_>) -> ApiResult {
     let mut meters = Vec::new();
     if let Some(ids) = sys.meters() {
         let production = last.map_or(0, |b| b.production * 4);
-        let consumption = last.map_or(0, |b| b.consumption * 4);
+        // §4.11: a Net CT's consumption figure is production + grid and leaves the battery out,
+        // so on a battery site it is not the house's load (the load is this plus what the
+        // battery gives). Without a battery the two are the same.
+        let consumption = last.map_or(0, |b| (b.production + b.grid()) * 4);
         for (id, name, power) in
             [(ids.production_id, "production", production), (ids.consumption_id, "consumption", consumption)]
         {

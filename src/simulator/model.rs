@@ -400,7 +400,8 @@ pub struct SystemSnapshot {
     pub energy_today_wh: i64,
     /// Lifetime production up to the end of yesterday (local), Wh.
     pub energy_lifetime_wh: i64,
-    /// Consumption power of the last visible meter interval, W (metered systems only).
+    /// The house's load in the last visible meter interval, W (metered systems only); on a battery
+    /// site not what `latest_telemetry` calls consumption (see `latest_telemetry_body`).
     pub consumption_power_w: Option<i64>,
     /// Battery state of charge at the last visible boundary, % (battery systems only).
     pub battery_soc_percent: Option<i64>,
