@@ -46,6 +46,7 @@ const LAG_RANGE: (i64, i64) = (15_000, 10 * 60_000);
 const LEARN_EVERY_DAYS: i64 = 3;
 /// A metered site whose share is too tight for the evening totals still reads them every this
 /// many days: the grid, consumption and battery totals are never missing, only less current.
+/// The inverter data, too tight for a nightly read, comes as often.
 const TOTALS_EVERY_DAYS: i64 = 7;
 /// Margin added before the learned daylight window: the day's first read goes to the last upload
 /// before the production starts, so that the night's value is not on show once it does.
@@ -609,7 +610,7 @@ struct DayPlan {
     evening_every: i64,
     /// Whether the after-sunset interval back-fill fits.
     backfill: bool,
-    /// Whether the daily inverter read fits.
+    /// Whether the inverter read fits every night (else it is weekly).
     inverters: bool,
     /// Time between state-of-charge reads (battery sites), ms.
     soc_every: Option<i64>,
@@ -641,10 +642,12 @@ impl DayPlan {
         } else {
             left -= f64::from(p.cost(Task::Intervals)) / LEARN_EVERY_DAYS as f64;
         }
+        // The inverter data: each micro's lifetime energy (and, on plans with device-level data,
+        // its 5-minute series). Nightly on a rich share, weekly on a tight one, so that every
+        // plan has its microinverters.
         let inverters = left >= 40.0;
-        if inverters {
-            left -= 1.0;
-        }
+        let inverters_every = if inverters { 1 } else { TOTALS_EVERY_DAYS };
+        left -= f64::from(p.cost(Task::Inverters)) / inverters_every as f64;
         // A battery's state of charge: a read for every six power reads, at least one a day and
         // at most one an hour, spread over the whole day.
         let soc_every = p.battery.then(|| {
@@ -817,16 +820,13 @@ impl DayPlan {
                 Some(if last < counts_from.min(evening) - skip { evening } else { evening + DAY })
             }
             Task::Inverters => {
-                if !self.inverters {
-                    return None;
-                }
+                // Once at start, so the inverters are known from the first day; then after dusk,
+                // nightly or (on a tight share) weekly.
+                let Some(last) = last else { return Some(now_ms) };
                 let evening = dusk + 45 * MINUTE;
-                match last {
-                    // Once at start, so the inverters are known from the first day.
-                    None => Some(now_ms),
-                    Some(last) if last >= evening => Some(evening + DAY),
-                    _ => Some(evening.max(now_ms.min(evening))),
-                }
+                let every = if self.inverters { 1 } else { TOTALS_EVERY_DAYS };
+                let skip = (every - 1) * DAY;
+                Some(if last < evening - skip { evening } else { evening + DAY })
             }
         }
     }
@@ -1216,19 +1216,22 @@ mod tests {
     }
 
     /// A share too tight for the evening totals (five systems on Watt) still reads a metered
-    /// site's totals once a week, or its grid, consumption and battery totals would never arrive.
+    /// site's totals once a week, or its grid, consumption and battery totals would never arrive;
+    /// and the inverter data, or the microinverters would never be known.
     #[test]
-    fn a_tight_share_still_reads_the_totals_once_a_week() {
+    fn a_tight_share_still_reads_the_totals_and_the_inverters_once_a_week() {
         let metered = SiteProfile { metered: true, battery: true, ..micro_site() };
         let calls = calls_made_on(metered, 6, 22);
-        let totals: Vec<i64> = calls.iter().filter(|d| d.task == Task::Energy).map(|d| d.at_ms).collect();
-        assert_eq!(totals[0], T0, "at start: {totals:?}");
-        assert_eq!(totals.len(), 4, "then one a week: {totals:?}");
-        for pair in totals[1..].windows(2) {
-            assert_eq!(pair[1] - pair[0], TOTALS_EVERY_DAYS * DAY, "{totals:?}");
-        }
-        for at in &totals[1..] {
-            assert!(at.rem_euclid(DAY) >= 20 * HOUR, "after dusk: {}", at.rem_euclid(DAY) / MINUTE);
+        for task in [Task::Energy, Task::Inverters] {
+            let reads: Vec<i64> = calls.iter().filter(|d| d.task == task).map(|d| d.at_ms).collect();
+            assert_eq!(reads[0], T0, "{task:?} at start: {reads:?}");
+            assert_eq!(reads.len(), 4, "{task:?} then once a week: {reads:?}");
+            for pair in reads[1..].windows(2) {
+                assert_eq!(pair[1] - pair[0], TOTALS_EVERY_DAYS * DAY, "{task:?}: {reads:?}");
+            }
+            for at in &reads[1..] {
+                assert!(at.rem_euclid(DAY) >= 20 * HOUR, "{task:?} after dusk: {}", at.rem_euclid(DAY) / MINUTE);
+            }
         }
     }
 

@@ -411,8 +411,8 @@ async fn watt_budget_holds_over_a_simulated_day_at_4000x() {
     let start = next_month_start(real_now()) + 21 * HOUR;
     let opts = starting_at(SimOptions { systems: 3, plan: SimPlan::Watt, ..SimOptions::default() }, start, 4000.0);
     let rig = Rig::new(opts, Login::Code).await;
-    let rec =
-        Recorder::start(rig.broker.port, &["enphase/+/state", "enphase/+/availability"], rig.sim.sim.clone()).await;
+    let topics = ["enphase/+/state", "enphase/+/availability", "enphase/+/inverters/+/state"];
+    let rec = Recorder::start(rig.broker.port, &topics, rig.sim.sim.clone()).await;
     let t0 = rig.now();
     let running = rig.start().await;
     rig.run_until(t0 + DAY + 2 * HOUR, Duration::from_secs(60)).await;
@@ -500,6 +500,13 @@ async fn watt_budget_holds_over_a_simulated_day_at_4000x() {
         }
         if states(&msgs, id).len() < 2 {
             problems.push(format!("system {id}: {} states on MQTT", states(&msgs, id).len()));
+        }
+        // The microinverters are known on Watt too (read at start, then weekly after dusk).
+        let prefix = format!("enphase/{id}/inverters/");
+        let micros: BTreeSet<&str> =
+            msgs.iter().filter(|m| m.topic.starts_with(&prefix)).map(|m| m.topic.as_str()).collect();
+        if micros.len() != sys.micros().len() {
+            problems.push(format!("system {id}: {} of {} microinverters on MQTT", micros.len(), sys.micros().len()));
         }
         // Every gateway uploads every 15 minutes: no system is ever stale when read.
         let topic = format!("enphase/{id}/availability");
