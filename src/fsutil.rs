@@ -66,11 +66,13 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir)?;
+    // The error names the folder: "File exists" alone does not say which.
+    let named = |err: io::Error| io::Error::new(err.kind(), format!("folder {}: {err}", dir.display()));
+    fs::create_dir_all(dir).map_err(named)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(named)?;
     }
     Ok(())
 }

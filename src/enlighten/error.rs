@@ -94,6 +94,12 @@ pub enum ApiError {
         /// The error chain, with anything that looks like a secret query value masked.
         message: String,
     },
+    /// Our own files (the token store, the hit ledger) could not be read or written: nothing
+    /// went to Enphase. The message names the file.
+    Storage {
+        /// What failed, with the file's path.
+        message: String,
+    },
     /// No answer in time.
     Timeout,
     /// Our own hit ledger refused to send the request.
@@ -211,6 +217,7 @@ impl fmt::Display for ApiError {
                 write!(f, "could not read Enphase's answer from {endpoint}: {message}")
             }
             ApiError::Transport { message } => write!(f, "could not reach Enphase: {message}"),
+            ApiError::Storage { message } => f.write_str(message),
             ApiError::Timeout => f.write_str("Enphase did not answer in time"),
             ApiError::BudgetExhausted { period, until_ms } => {
                 write!(f, "our {period} budget of Enphase hits is spent until {}", iso_millis(*until_ms))
@@ -311,6 +318,7 @@ impl ApiError {
                 | ApiError::Unavailable { .. }
                 | ApiError::NotJson { .. }
                 | ApiError::Transport { .. }
+                | ApiError::Storage { .. }
                 | ApiError::Timeout
         )
     }
@@ -329,6 +337,7 @@ impl ApiError {
             ApiError::NotJson { .. } => "not_json",
             ApiError::Decode { .. } => "decode",
             ApiError::Transport { .. } => "transport",
+            ApiError::Storage { .. } => "storage",
             ApiError::Timeout => "timeout",
             ApiError::BudgetExhausted { .. } => "budget_exhausted",
             ApiError::AuthorizationNeeded { .. } => "authorization_needed",
@@ -346,7 +355,9 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|err| match err.classify() {
         serde_json::error::Category::Data => {
-            ApiError::Decode { endpoint: endpoint.to_owned(), message: one_line(&err.to_string()) }
+            // serde quotes the value it could not read, which may be a token.
+            let message = crate::secret::hide_quoted_values(&err.to_string());
+            ApiError::Decode { endpoint: endpoint.to_owned(), message: one_line(&message) }
         }
         _ => ApiError::NotJson { status: 200, content_type: media_type(content_type) },
     })
@@ -442,9 +453,10 @@ fn media_type(content_type: Option<&str>) -> String {
     one_line(media).chars().take(80).collect()
 }
 
-/// Collapses white space and control characters to single spaces and bounds the length.
+/// Collapses white space and control characters to single spaces, masks anything that looks
+/// like a token (an error text may echo one) and bounds the length.
 fn one_line(text: &str) -> String {
-    let collapsed = text
+    let collapsed = crate::secret::mask_tokens(text)
         .split(|c: char| c.is_whitespace() || c.is_control())
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()

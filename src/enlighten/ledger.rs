@@ -90,7 +90,9 @@ impl Ledger {
             clock,
             cached: Mutex::new(LedgerState::default()),
         };
-        let state = ledger.read()?;
+        let state = ledger
+            .read()
+            .map_err(|err| io::Error::new(err.kind(), format!("hit ledger {}: {err}", ledger.path.display())))?;
         *ledger.cached.lock().unwrap_or_else(|e| e.into_inner()) = state;
         Ok(ledger)
     }
@@ -158,7 +160,8 @@ impl Ledger {
 
     /// Read-modify-write under the file lock.
     fn update<T>(&self, change: impl FnOnce(&mut LedgerState) -> Result<T, ApiError>) -> Result<T, ApiError> {
-        let io_err = |err: io::Error| ApiError::Transport { message: format!("hit ledger: {err}") };
+        let io_err =
+            |err: io::Error| ApiError::Storage { message: format!("hit ledger {}: {err}", self.path.display()) };
         let _lock = FileLock::acquire(&self.lock_path).map_err(io_err)?;
         let mut state = self.read().map_err(io_err)?;
         roll(&mut state, self.clock.now_ms());

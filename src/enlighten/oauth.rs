@@ -134,10 +134,13 @@ fn refusal(grant: &str, status: u16, body: &[u8]) -> String {
     let detail = serde_json::from_slice::<OAuthErrorBody>(body)
         .ok()
         .map(|b| {
-            let code = b.error.or(b.message).unwrap_or_default();
-            // Descriptions are not documented; keep them short and on one line.
-            let desc: String = b.error_description.unwrap_or_default().chars().take(120).collect();
-            let desc = desc.replace(['\n', '\r'], " ");
+            // Descriptions are not documented; keep them short and on one line, and mask a token
+            // the server may have echoed (the whole of it: masked before it is cut short).
+            let line = |text: Option<String>| -> String {
+                let text = crate::secret::mask_tokens(&text.unwrap_or_default());
+                text.replace(|c: char| c.is_control(), " ").chars().take(120).collect()
+            };
+            let (code, desc) = (line(b.error.or(b.message)), line(b.error_description));
             if desc.is_empty() { code } else { format!("{code}: {desc}") }
         })
         .filter(|d| !d.is_empty())
@@ -180,6 +183,14 @@ mod tests {
             refusal("refresh_token", 400, br#"{"error":"invalid_grant","error_description":"Invalid refresh token"}"#);
         assert_eq!(msg, "Enphase refused the refresh token with HTTP 400 (invalid_grant: Invalid refresh token)");
         assert_eq!(refusal("password", 401, b"<html>"), "Enphase refused the user name and password with HTTP 401");
+        let echoed = format!(
+            r#"{{"error":"invalid_grant","error_description":"Invalid refresh token: {}{}"}}"#,
+            "x".repeat(100),
+            "REFRESHTOK666secretsecret"
+        );
+        let msg = refusal("refresh_token", 400, echoed.as_bytes());
+        assert!(!msg.contains("REFRESHTOK") && !msg.contains("xxx"), "{msg}");
+        assert!(msg.ends_with("(invalid_grant: Invalid refresh token: ***)"), "{msg}");
     }
 
     #[test]

@@ -24,6 +24,11 @@ use crate::secret::Secret;
 pub const MAX_REFRESH_AGE_SECS: i64 = 86_400;
 /// How long Enphase keeps a refresh token (one month since 2023-10-16).
 pub const REFRESH_TOKEN_LIFE_SECS: i64 = 30 * 86_400;
+/// The longest access-token life believed (Enphase gives a day): a larger `expires_in` is
+/// taken as this, so that no arithmetic on it can overflow.
+const MAX_ACCESS_LIFE_SECS: i64 = 366 * 86_400;
+/// Token times outside these epoch seconds (1970 to 9999) mean a damaged token file.
+const TIME_RANGE: std::ops::RangeInclusive<i64> = 0..=253_402_300_799;
 
 /// What `tokens.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,11 +61,11 @@ pub struct StoredTokens {
 impl StoredTokens {
     /// A fresh pair from a token response received at `now`.
     pub fn from_response(resp: TokenResponse, now: i64, flow: AuthFlow, authorized_at: i64) -> Self {
-        let lifetime = resp.expires_in.filter(|s| *s > 0).unwrap_or(86_400);
+        let lifetime = resp.expires_in.filter(|s| *s > 0).unwrap_or(86_400).min(MAX_ACCESS_LIFE_SECS);
         Self {
             access_token: resp.access_token,
             refresh_token: resp.refresh_token,
-            expires_at: now + lifetime,
+            expires_at: now.saturating_add(lifetime),
             lifetime_secs: lifetime,
             issued_at: now,
             authorized_at,
@@ -78,7 +83,8 @@ impl StoredTokens {
 
     /// Whether a refresh is due at `now` (close to expiry, or the pair is a day old).
     pub fn refresh_due(&self, now: i64) -> bool {
-        now >= self.expires_at - self.refresh_margin_secs() || now - self.issued_at >= MAX_REFRESH_AGE_SECS
+        now >= self.expires_at.saturating_sub(self.refresh_margin_secs())
+            || now.saturating_sub(self.issued_at) >= MAX_REFRESH_AGE_SECS
     }
 
     /// Whether the access token can still be used at `now`.
@@ -91,7 +97,21 @@ impl StoredTokens {
         if let Some(reason) = &self.reauth_needed {
             return Some(reason.clone());
         }
-        (now - self.issued_at >= REFRESH_TOKEN_LIFE_SECS).then(|| "the refresh token is over a month old".to_string())
+        (now.saturating_sub(self.issued_at) >= REFRESH_TOKEN_LIFE_SECS)
+            .then(|| "the refresh token is over a month old".to_string())
+    }
+
+    /// What makes a stored pair unusable however it is read: a blank token, or a time no token
+    /// can have.
+    fn damage(&self) -> Option<&'static str> {
+        if self.access_token.is_blank() || self.refresh_token.is_blank() {
+            return Some("a token is empty");
+        }
+        let times = [self.expires_at, self.issued_at, self.authorized_at];
+        if times.iter().any(|t| !TIME_RANGE.contains(t)) || !(0..=MAX_ACCESS_LIFE_SECS).contains(&self.lifetime_secs) {
+            return Some("a time is out of range");
+        }
+        None
     }
 }
 
@@ -118,14 +138,25 @@ impl TokenStore {
         &self.path
     }
 
-    /// The stored tokens; `Ok(None)` when there are none yet.
-    pub fn load(&self) -> anyhow::Result<Option<StoredTokens>> {
+    /// The stored tokens; `Ok(None)` when there are none yet. A damaged file needs a new
+    /// authorization; a file that cannot be read at all (a folder, no permission) is a storage
+    /// problem, which authorizing again would not mend.
+    pub fn load(&self) -> Result<Option<StoredTokens>, ApiError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|err| anyhow::anyhow!("{} is damaged ({err}); authorize again", self.path.display())),
+            Ok(bytes) => {
+                let damaged = |why: &str| ApiError::AuthorizationNeeded {
+                    reason: format!("{} is damaged ({why}); authorize again", self.path.display()),
+                };
+                // serde quotes the value it could not read: a token, maybe.
+                let tokens: StoredTokens = serde_json::from_slice(&bytes)
+                    .map_err(|err| damaged(&crate::secret::hide_quoted_values(&err.to_string())))?;
+                match tokens.damage() {
+                    Some(why) => Err(damaged(why)),
+                    None => Ok(Some(tokens)),
+                }
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(anyhow::anyhow!("reading {}: {err}", self.path.display())),
+            Err(err) => Err(ApiError::Storage { message: format!("reading {}: {err}", self.path.display()) }),
         }
     }
 
@@ -141,6 +172,11 @@ impl TokenStore {
         fsutil::ensure_private_dir(&self.dir)?;
         let path = self.lock_path.clone();
         tokio::task::spawn_blocking(move || FileLock::acquire(&path)).await.map_err(std::io::Error::other)?
+    }
+
+    /// A failure to write or lock the store, naming its folder.
+    fn failed(&self, err: std::io::Error) -> ApiError {
+        ApiError::Storage { message: format!("token store in {}: {err}", self.dir.display()) }
     }
 
     fn modified(&self) -> Option<SystemTime> {
@@ -225,10 +261,10 @@ impl TokenManager {
     /// Stores tokens from a first grant (authorization code or password) and uses them from now on.
     pub async fn store_new(&self, resp: TokenResponse, flow: AuthFlow) -> Result<StoredTokens, ApiError> {
         let mut guard = self.current.lock().await;
-        let _lock = self.store.lock().await.map_err(store_err)?;
+        let _lock = self.store.lock().await.map_err(|e| self.store.failed(e))?;
         let now = self.clock.now_secs();
         let tokens = StoredTokens::from_response(resp, now, flow, now);
-        self.store.save(&tokens).map_err(store_err)?;
+        self.store.save(&tokens).map_err(|e| self.store.failed(e))?;
         *guard = Some((tokens.clone(), self.store.modified()));
         Ok(tokens)
     }
@@ -253,7 +289,7 @@ impl TokenManager {
         if guard.as_ref().is_some_and(|(_, seen)| *seen == mtime && mtime.is_some()) {
             return Ok(());
         }
-        let loaded = self.store.load().map_err(|e| ApiError::AuthorizationNeeded { reason: e.to_string() })?;
+        let loaded = self.store.load()?;
         *guard = loaded.map(|t| (t, mtime));
         Ok(())
     }
@@ -266,7 +302,7 @@ impl TokenManager {
         guard: &mut Option<(StoredTokens, Option<SystemTime>)>,
         rejected: Option<&Secret>,
     ) -> Result<Secret, ApiError> {
-        let _lock = self.store.lock().await.map_err(store_err)?;
+        let _lock = self.store.lock().await.map_err(|e| self.store.failed(e))?;
         // Another process may have refreshed while we waited for the lock.
         let before = guard.as_ref().map(|(t, _)| t.refresh_token.clone());
         *guard = None;
@@ -285,7 +321,7 @@ impl TokenManager {
             Ok(resp) => {
                 let fresh = StoredTokens::from_response(resp, now, tokens.flow, tokens.authorized_at);
                 // The new refresh token is on disk before the new access token is used.
-                self.store.save(&fresh).map_err(store_err)?;
+                self.store.save(&fresh).map_err(|e| self.store.failed(e))?;
                 tracing::info!(expires_at = fresh.expires_at, "Enphase tokens refreshed");
                 let token = fresh.access_token.clone();
                 *guard = Some((fresh, self.store.modified()));
@@ -315,7 +351,7 @@ impl TokenManager {
         match self.oauth.password(&self.auth.username, &self.auth.password).await {
             Ok(resp) => {
                 let fresh = StoredTokens::from_response(resp, now, AuthFlow::Password, now);
-                self.store.save(&fresh).map_err(store_err)?;
+                self.store.save(&fresh).map_err(|e| self.store.failed(e))?;
                 tracing::info!("logged in to Enphase again with the password grant");
                 let token = fresh.access_token.clone();
                 *guard = Some((fresh, self.store.modified()));
@@ -335,14 +371,10 @@ impl TokenManager {
         reason: String,
     ) -> Result<Secret, ApiError> {
         tokens.reauth_needed = Some(reason.clone());
-        self.store.save(&tokens).map_err(store_err)?;
+        self.store.save(&tokens).map_err(|e| self.store.failed(e))?;
         *guard = Some((tokens, self.store.modified()));
         Err(ApiError::AuthorizationNeeded { reason })
     }
-}
-
-fn store_err(err: std::io::Error) -> ApiError {
-    ApiError::Transport { message: format!("token store: {err}") }
 }
 
 #[cfg(test)]
@@ -388,6 +420,42 @@ mod tests {
         t.reauth_needed = Some("refused".into());
         assert_eq!(t.reauth_reason(10).as_deref(), Some("refused"));
         assert!(!t.access_valid(10));
+    }
+
+    #[test]
+    fn an_absurd_token_life_is_bounded() {
+        let resp: TokenResponse = serde_json::from_value(serde_json::json!({
+            "access_token": "a", "refresh_token": "r", "expires_in": i64::MAX
+        }))
+        .unwrap();
+        let t = StoredTokens::from_response(resp, 1_000, AuthFlow::AuthorizationCode, 1_000);
+        assert_eq!(t.lifetime_secs, MAX_ACCESS_LIFE_SECS);
+        assert_eq!(t.expires_at, 1_000 + MAX_ACCESS_LIFE_SECS);
+        assert!(!t.refresh_due(1_001));
+    }
+
+    #[test]
+    fn a_stored_pair_that_cannot_be_used_is_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        let mut blank = tokens(100, 5);
+        blank.access_token = Secret::new("");
+        let mut timeless = tokens(100, 5);
+        timeless.issued_at = i64::MIN;
+        for bad in [blank, timeless] {
+            store.save(&bad).unwrap();
+            let err = store.load().unwrap_err();
+            assert!(matches!(err, ApiError::AuthorizationNeeded { .. }), "{err}");
+            assert!(err.to_string().contains("is damaged"), "{err}");
+        }
+        // A token in the wrong field is not quoted back.
+        std::fs::write(store.path(), r#"{"access_token":"a","refresh_token":"r","expires_at":1,"lifetime_secs":1,"issued_at":1,"authorized_at":1,"flow":"ACCESSTOK555"}"#).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("is damaged") && !err.contains("ACCESSTOK555"), "{err}");
+        // A folder where the file should be is no reason to authorize again.
+        std::fs::remove_file(store.path()).unwrap();
+        std::fs::create_dir(store.path()).unwrap();
+        assert!(matches!(store.load().unwrap_err(), ApiError::Storage { .. }));
     }
 
     #[test]
