@@ -19,6 +19,11 @@ use crate::secret::Secret;
 pub const DEFAULT_BASE_URL: &str = "https://api.enphaseenergy.com";
 /// Enphase's own page that shows the authorization code to the homeowner.
 pub const DEFAULT_REDIRECT_URI: &str = "https://api.enphaseenergy.com/oauth/redirect_uri";
+/// Longest `mqtt.base_topic` or `mqtt.discovery_prefix`, bytes: the topics built on them stay far
+/// below MQTT's limit of 65,535.
+const MAX_TOPIC_ROOT: usize = 200;
+/// Largest config file read: a real one is a few KiB.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -184,8 +189,16 @@ impl ConfigError {
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| ConfigError::one(format!("{}: cannot read the config file: {err}", path.display())))?;
+    let fail = |why: String| ConfigError::one(format!("{}: cannot read the config file: {why}", path.display()));
+    // A regular file of sane size: not a folder, a pipe that never ends or /dev/zero.
+    let meta = std::fs::metadata(path).map_err(|err| fail(err.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("it is not a regular file".into()));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(fail(format!("it is larger than {} KiB", MAX_CONFIG_BYTES / 1024)));
+    }
+    let text = std::fs::read_to_string(path).map_err(|err| fail(err.to_string()))?;
     parse(&text, &|name| std::env::var(name).ok()).map_err(|mut e| {
         if e.problems.len() == 1 && e.problems[0].starts_with("YAML") {
             e.problems[0] = format!("{}: {}", path.display(), e.problems[0]);
@@ -198,8 +211,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let root: Value = serde_yaml::from_str(text).map_err(|err| {
         let at = err.location().map(|l| format!(" at line {}, column {}", l.line(), l.column())).unwrap_or_default();
-        // serde_yaml's messages may quote the offending text; keep only the first line.
-        let msg = err.to_string();
+        // serde_yaml's messages may quote the offending text (a secret, maybe: an API key too
+        // long for a number): keep only the first line, without the quoted values.
+        let msg = crate::secret::hide_quoted_values(&err.to_string());
         let msg = msg.lines().next().unwrap_or("invalid YAML");
         ConfigError::one(format!("YAML syntax error{at}: {msg}"))
     })?;
@@ -277,7 +291,9 @@ impl<'e> Validator<'e> {
                 let hint = closest(&name, &section.known)
                     .map(|k| format!(" (did you mean {}?)", section.key(k)))
                     .unwrap_or_default();
-                self.problem(format!("{}: unknown key{hint}", section.key(&name)));
+                // Shown escaped: a key with a line break in it must not start a line of its own.
+                let shown: String = name.chars().take(60).collect::<String>().escape_debug().collect();
+                self.problem(format!("{}: unknown key{hint}", section.key(&shown)));
             }
         }
     }
@@ -311,18 +327,30 @@ impl<'e> Validator<'e> {
         Some(out)
     }
 
-    /// A string value (numbers are accepted as their text), `${NAME}` expanded.
+    /// A string value, `${NAME}` expanded. A YAML number or boolean is refused rather than turned
+    /// into text: YAML has already changed it (`00123` is 123, `0x10` is 16, `1e3` is 1000.0), and
+    /// for an id or a key that change would go unseen.
     fn string(&mut self, s: &mut Section<'_>, key: &'static str, show: Show) -> Option<String> {
         let path = s.key(key);
-        match s.get(key)? {
-            Value::String(text) => self.expand(&path, text),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
+        let value = s.get(key)?;
+        let text = match value {
+            Value::String(text) => self.expand(&path, text)?,
+            Value::Number(_) | Value::Bool(_) => {
+                let what = if matches!(value, Value::Number(_)) { "a number" } else { "true or false" };
+                let shown = if show == Show::Hidden { "this value".to_string() } else { describe(value, show) };
+                self.problem(format!("{path}: YAML reads {shown} as {what}, not as text; put it in quotes"));
+                return None;
+            }
             other => {
                 self.problem(format!("{path}: expected a string, got {}", describe(other, show)));
-                None
+                return None;
             }
+        };
+        if text.chars().any(char::is_control) {
+            self.problem(format!("{path}: contains a line break or another control character"));
+            return None;
         }
+        Some(text)
     }
 
     /// A required, non-empty string.
@@ -422,7 +450,9 @@ impl<'e> Validator<'e> {
         let path = s.key(key);
         let text = self.string(s, key, Show::Value)?;
         let file = PathBuf::from(text.trim());
-        if !file.is_file() {
+        if file.is_dir() {
+            self.problem(format!("{path}: {:?} is a folder, not a file", file.display().to_string()));
+        } else if !file.is_file() {
             self.problem(format!("{path}: file {:?} does not exist", file.display().to_string()));
         }
         Some(file)
@@ -435,6 +465,8 @@ impl<'e> Validator<'e> {
             self.problem(format!(
                 "{path}: {text:?} is not a usable topic prefix (not empty, no leading or trailing /, no + or #)"
             ));
+        } else if text.len() > MAX_TOPIC_ROOT {
+            self.problem(format!("{path}: is {} bytes long; at most {MAX_TOPIC_ROOT}", text.len()));
         }
         text
     }
@@ -542,7 +574,7 @@ impl<'e> Validator<'e> {
                 _ => None,
             };
             match id {
-                Some(id) if id > 0 => {
+                Some(id) if id > 0 && i64::try_from(id).is_ok() => {
                     if ids.contains(&id) {
                         self.problem(format!("{path}[{i}]: system {id} is listed twice"));
                         ok = false;
@@ -563,6 +595,10 @@ impl<'e> Validator<'e> {
         let host = self.string(&mut s, "host", Show::Value).unwrap_or_else(|| "localhost".into());
         if host.trim().is_empty() {
             self.problem("mqtt.host: must not be empty".into());
+        } else if !is_host(host.trim()) {
+            self.problem(format!(
+                "mqtt.host: {host:?} is not a host name or address (no scheme, port or path: the port goes in mqtt.port)"
+            ));
         }
         let port = self.integer(&mut s, "port", 1, 65535).map(|p| p as u16);
         let username = self.string(&mut s, "username", Show::Value).filter(|u| !u.is_empty());
@@ -617,6 +653,15 @@ impl<'e> Validator<'e> {
         }
         let mut s = self.section(parent, "tls");
         let enabled = self.boolean(&mut s, "enabled").unwrap_or(true);
+        if !enabled {
+            // Off: the files are not read, so they need not exist.
+            for key in ["ca_file", "client_cert", "client_key"] {
+                self.string(&mut s, key, Show::Value);
+            }
+            self.finish(s);
+            return Some(None);
+        }
+        let before = self.problems.len();
         let ca_file = self.path_that_exists(&mut s, "ca_file");
         let client_cert = self.path_that_exists(&mut s, "client_cert");
         let client_key = self.path_that_exists(&mut s, "client_key");
@@ -624,7 +669,14 @@ impl<'e> Validator<'e> {
             self.problem("mqtt.tls: client_cert and client_key go together".into());
         }
         self.finish(s);
-        Some(enabled.then_some(TlsConfig { ca_file, client_cert, client_key }))
+        let tls = TlsConfig { ca_file, client_cert, client_key };
+        // The files as the connection will read them, so that a bad one is a config error here too.
+        if self.problems.len() == before
+            && let Err(err) = crate::mqtt::tls_material(&tls)
+        {
+            self.problem(format!("{err:#}"));
+        }
+        Some(Some(tls))
     }
 
     fn http(&mut self, top: &mut Section<'_>) -> Option<HttpConfig> {
@@ -643,6 +695,19 @@ impl<'e> Validator<'e> {
         self.finish(s);
         Some(HttpConfig { listen })
     }
+}
+
+/// Whether `text` is a bare host name, IPv4 or IPv6 address (no scheme, port, path or spaces).
+fn is_host(text: &str) -> bool {
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 /// A short description of a YAML value for an error message.
@@ -801,6 +866,72 @@ mod tests {
                 "enphase.systems[2]: system 4210001 is listed twice"
             ]
         );
+    }
+
+    #[test]
+    fn yaml_numbers_are_not_taken_for_text() {
+        let p = problems("enphase:\n  api_key: 12345\n  client_id: 0x10\n  client_secret: s\nmqtt:\n  host: 1e3\n");
+        assert_eq!(
+            p,
+            vec![
+                "enphase.api_key: YAML reads this value as a number, not as text; put it in quotes",
+                "enphase.client_id: YAML reads 16 as a number, not as text; put it in quotes",
+                "mqtt.host: YAML reads 1000.0 as a number, not as text; put it in quotes",
+            ]
+        );
+        let quoted = "enphase:\n  api_key: \"00123\"\n  client_id: \"0x10\"\n  client_secret: s\n";
+        assert_eq!(parse(quoted, &no_env).unwrap().enphase.api_key.expose(), "00123");
+    }
+
+    #[test]
+    fn a_secret_yaml_cannot_read_is_not_shown() {
+        let secret = "123456789012345678901234567890";
+        let p = problems(&MINIMAL.replace("api_key: k", &format!("api_key: {secret}")));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(!p[0].contains(secret) && !p[0].contains("1234567890"), "{}", p[0]);
+    }
+
+    #[test]
+    fn values_and_keys_stay_on_one_line() {
+        let p = problems(&format!("{MINIMAL}mqtt:\n  host: \"h\\nx\"\n\"foo\\nbar\": 1\n"));
+        assert_eq!(p, vec!["mqtt.host: contains a line break or another control character", "foo\\nbar: unknown key"]);
+    }
+
+    #[test]
+    fn mqtt_host_is_a_host_alone() {
+        for bad in ["mqtt://127.0.0.1:1883", "broker:1883", "my broker", "broker/x"] {
+            let p = problems(&format!("{MINIMAL}mqtt:\n  host: \"{bad}\"\n"));
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(p[0].starts_with(&format!("mqtt.host: {bad:?} is not a host name")), "{}", p[0]);
+        }
+        for good in ["localhost", "core-mosquitto", "192.168.1.10", "::1", "broker.example.org"] {
+            let c = parse(&format!("{MINIMAL}mqtt:\n  host: \"{good}\"\n"), &no_env).unwrap();
+            assert_eq!(c.mqtt.host, good);
+        }
+    }
+
+    #[test]
+    fn ids_and_topics_within_their_ranges() {
+        let p = problems(&format!("{MINIMAL}  systems: [18446744073709551615]\n"));
+        assert_eq!(p, vec!["enphase.systems[0]: 18446744073709551615 is not a system id"]);
+        let long = "t".repeat(201);
+        let p = problems(&format!("{MINIMAL}mqtt:\n  base_topic: {long}\n"));
+        assert_eq!(p, vec!["mqtt.base_topic: is 201 bytes long; at most 200"]);
+    }
+
+    #[test]
+    fn tls_files_are_read_only_when_tls_is_on() {
+        let off = format!("{MINIMAL}mqtt:\n  tls:\n    enabled: false\n    ca_file: /nonexistent/ca.pem\n");
+        assert!(parse(&off, &no_env).unwrap().mqtt.tls.is_none());
+        let dir = std::env::temp_dir().join(format!("enphase-mqtt-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let p = problems(&format!("{MINIMAL}mqtt:\n  tls:\n    ca_file: {}\n", not_pem.display()));
+        assert_eq!(p, vec![format!("mqtt.tls.ca_file: no certificate in {}", not_pem.display())]);
+        let p = problems(&format!("{MINIMAL}mqtt:\n  tls:\n    ca_file: {}\n", dir.display()));
+        assert_eq!(p, vec![format!("mqtt.tls.ca_file: {:?} is a folder, not a file", dir.display().to_string())]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -38,9 +38,12 @@ pub enum MqttEvent {
     },
 }
 
+/// A session that lasted this long starts the reconnect delays over when it ends.
+const STABLE_SESSION: Duration = Duration::from_secs(60);
+
 /// The reconnect delays: 1 s doubling up to 150 s, each with up to 100 % jitter added (so 1–2 s
-/// at first and 150–300 s at most), reset after each ConnAck. The jitter keeps a fleet of bridges
-/// from hammering a broker that comes back.
+/// at first and 150–300 s at most), started over after a session of `STABLE_SESSION`. The jitter
+/// keeps a fleet of bridges from hammering a broker that comes back.
 pub fn reconnect_backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::new()
         .with_min_delay(Duration::from_secs(1))
@@ -67,6 +70,11 @@ pub fn options(cfg: &MqttConfig, availability_topic: &str) -> anyhow::Result<Mqt
         opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::new(rustls_config(tls)?))));
     }
     Ok(opts)
+}
+
+/// Reads the TLS files as a connection would: `Err` names the `mqtt.tls` key at fault.
+pub fn tls_material(tls: &TlsConfig) -> anyhow::Result<()> {
+    rustls_config(tls).map(|_| ())
 }
 
 /// A rustls client config: the CA file or the system's roots, and an optional client certificate.
@@ -129,6 +137,10 @@ pub fn connect(cfg: &MqttConfig, availability_topic: &str) -> anyhow::Result<(As
 pub async fn run(mut eventloop: EventLoop, events: mpsc::UnboundedSender<MqttEvent>, shutdown: CancellationToken) {
     let mut backoff = reconnect_backoff();
     let mut connected = false;
+    // When the session now up began: the delays start over only after a session that lasted (a
+    // broker that drops us right after every ConnAck, say for a packet it will not take, must
+    // not be hit every second).
+    let mut session_since: Option<tokio::time::Instant> = None;
     loop {
         let polled = tokio::select! {
             polled = eventloop.poll() => polled,
@@ -137,7 +149,7 @@ pub async fn run(mut eventloop: EventLoop, events: mpsc::UnboundedSender<MqttEve
         };
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = reconnect_backoff();
+                session_since = Some(tokio::time::Instant::now());
                 connected = true;
                 tracing::info!("connected to the MQTT broker");
                 if events.send(MqttEvent::Connected).is_err() {
@@ -157,6 +169,9 @@ pub async fn run(mut eventloop: EventLoop, events: mpsc::UnboundedSender<MqttEve
             Ok(_) => {}
             Err(err) => {
                 connected = false;
+                if session_since.take().is_some_and(|since| since.elapsed() >= STABLE_SESSION) {
+                    backoff = reconnect_backoff();
+                }
                 let retry_in = backoff.next().unwrap_or(Duration::from_secs(300));
                 tracing::warn!(error = %err, retry_in = ?retry_in, "MQTT connection lost");
                 let _ = events.send(MqttEvent::Disconnected { reason: err.to_string(), retry_in });
