@@ -39,6 +39,11 @@ pub const EXIT_CONFIG: u8 = 2;
 /// Exit code when the homeowner must authorize (again), or refused.
 pub const EXIT_AUTH: u8 = 3;
 
+/// The command line asks for something that cannot be (exit code 2, as a bad config does).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Authorization is needed or was refused (exit code 3).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -64,7 +69,7 @@ pub fn init_logging() {
 /// The exit code for a failure.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if cause.is::<ConfigError>() {
+        if cause.is::<ConfigError>() || cause.is::<UsageError>() {
             return EXIT_CONFIG;
         }
         if cause.is::<AuthNeeded>() {
@@ -80,7 +85,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock = match &cli.clock_url {
-        Some(url) => crate::simulator::follow(url).await?,
+        Some(url) => {
+            if !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                return Err(UsageError(format!("--clock-url: {url:?} is not an http:// URL")).into());
+            }
+            crate::simulator::follow(url).await?
+        }
         None => clock::system(),
     };
     match cli.command {
@@ -129,7 +139,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 
 /// Takes the one-process-per-`state_dir` lock, held for the life of `run`.
 pub fn instance_lock(state_dir: &Path) -> anyhow::Result<FileLock> {
-    fsutil::ensure_private_dir(state_dir).with_context(|| format!("creating state_dir {}", state_dir.display()))?;
+    fsutil::ensure_private_dir(state_dir).context("state_dir")?;
     let path = state_dir.join("enphase-mqtt.lock");
     match FileLock::try_acquire(&path).with_context(|| format!("locking {}", path.display()))? {
         Some(lock) => Ok(lock),
@@ -164,8 +174,10 @@ async fn auth(cmd: AuthCommand, config: &Config, clock: SharedClock) -> anyhow::
                 redirect_uri: redirect.into(),
                 created_at: clock.now_secs(),
             };
-            fsutil::ensure_private_dir(&config.state_dir)?;
-            fsutil::write_atomic(&config.state_dir.join(PENDING_FILE), &serde_json::to_vec(&pending)?)?;
+            fsutil::ensure_private_dir(&config.state_dir).context("state_dir")?;
+            let pending_path = config.state_dir.join(PENDING_FILE);
+            fsutil::write_atomic(&pending_path, &serde_json::to_vec(&pending)?)
+                .with_context(|| format!("writing {}", pending_path.display()))?;
             let url = oauth::authorize_url(&config.enphase.base_url, &config.enphase.client_id, redirect, &state);
             out!("{url}");
             eprintln!(
@@ -176,6 +188,7 @@ async fn auth(cmd: AuthCommand, config: &Config, clock: SharedClock) -> anyhow::
         AuthCommand::Code { code } => {
             let (code, state) = split_code(&code)?;
             let redirect = config.enphase.auth.redirect_uri.as_str().to_string();
+            // A bare code cannot be checked; a pasted address always is.
             if let Some(state) = state {
                 check_pending_state(&config.state_dir, &state, clock.now_secs())?;
             }
@@ -216,25 +229,32 @@ fn auth_error(err: ApiError) -> anyhow::Error {
 }
 
 fn uid_note(t: &StoredTokens) -> String {
-    t.enl_uid.as_ref().map(|u| format!(" (Enlighten user {u})")).unwrap_or_default()
+    t.enl_uid.as_ref().map(|u| format!(" (Enlighten user {})", u.escape_debug())).unwrap_or_default()
 }
 
-/// Accepts a bare code, or the full redirect URL with `code` and `state` (or `error`).
+/// Accepts a bare code, or the full redirect URL with `code` and `state` (or `error`). A URL
+/// without `state` is refused: it cannot be told from one made up by someone else.
 fn split_code(input: &str) -> anyhow::Result<(String, Option<String>)> {
     let input = input.trim();
     let Ok(url) = url::Url::parse(input) else {
         if input.is_empty() || !input.chars().all(|c| c.is_ascii_graphic()) {
-            bail!("the authorization code {input:?} is not a code");
+            // Not shown: it may be a real code with a stray character.
+            return Err(UsageError("auth code: that is not an authorization code (empty, or it has spaces or other characters a code has not)".into()).into());
         }
         return Ok((input.to_string(), None));
     };
     let get = |k: &str| url.query_pairs().find(|(key, _)| key == k).map(|(_, v)| v.into_owned());
     if let Some(error) = get("error") {
+        let error: String = error.chars().take(60).collect::<String>().escape_debug().collect();
         return Err(AuthNeeded(format!("the homeowner did not approve the app (error={error})")).into());
     }
-    match get("code") {
-        Some(code) if !code.is_empty() => Ok((code, get("state"))),
-        _ => bail!("the URL has no code parameter"),
+    match (get("code"), get("state")) {
+        (Some(code), Some(state)) if !code.is_empty() && !state.is_empty() => Ok((code, Some(state))),
+        (Some(code), _) if !code.is_empty() => Err(UsageError(
+            "auth code: the address has no state parameter; paste the whole address the browser ended on, or the code alone".into(),
+        )
+        .into()),
+        _ => Err(UsageError("auth code: the address has no code parameter".into()).into()),
     }
 }
 
@@ -272,11 +292,12 @@ async fn status(config: &Config, client: &EnlightenClient, now: i64) -> anyhow::
         out!("authorization:     needed (run `enphase-mqtt auth login`)");
         return Err(AuthNeeded("authorization needed: no tokens stored yet".into()).into());
     };
-    out!("enl_uid:           {}", t.enl_uid.as_deref().unwrap_or("unknown"));
-    let left = t.expires_at - now;
-    let when = if left > 0 { format!("in {}", human(left)) } else { format!("{} ago", human(-left)) };
+    // Shown escaped: it came from the network.
+    out!("enl_uid:           {}", t.enl_uid.as_deref().unwrap_or("unknown").escape_debug());
+    let left = t.expires_at.saturating_sub(now);
+    let when = if left > 0 { format!("in {}", human(left)) } else { format!("{} ago", human(left.saturating_neg())) };
     out!("access token:      expires {} ({when})", iso(t.expires_at));
-    out!("refresh token:     issued {} ({} ago)", iso(t.issued_at), human(now - t.issued_at));
+    out!("refresh token:     issued {} ({} ago)", iso(t.issued_at), human(now.saturating_sub(t.issued_at)));
     out!("authorized:        {}", iso(t.authorized_at));
     match t.reauth_reason(now) {
         None => {
@@ -420,10 +441,26 @@ pub async fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Runnin
     Ok(Running { board, api, shutdown, tracker, _lock: lock })
 }
 
+/// `simulate` bounds: the simulator's own speed limit, a large partner fleet, ten years.
+const MAX_SIM_SPEED: f64 = simulator::MAX_SPEED;
+const MAX_SIM_SYSTEMS: usize = 100_000;
+const MAX_SIM_TTL_SECS: i64 = 10 * 366 * 86_400;
+
 async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let plan = args.plan.parse().map_err(|e| ConfigError { problems: vec![format!("--plan: {e}")] })?;
-    if !(args.speed.is_finite() && args.speed > 0.0) {
-        return Err(ConfigError { problems: vec![format!("--speed: {} must be above 0", args.speed)] }.into());
+    let usage = |problem: String| anyhow::Error::new(ConfigError { problems: vec![problem] });
+    if !(args.speed > 0.0 && args.speed <= MAX_SIM_SPEED) {
+        return Err(usage(format!("--speed: {} must be above 0 and at most {MAX_SIM_SPEED}", args.speed)));
+    }
+    if !(1..=MAX_SIM_SYSTEMS).contains(&args.systems) {
+        return Err(usage(format!("--systems: {} must be from 1 to {MAX_SIM_SYSTEMS}", args.systems)));
+    }
+    // Token lives of a second up to ten years: the simulator's clock arithmetic stays far from
+    // overflowing, and Enphase's own are a day and a month.
+    for (flag, ttl) in [("--access-ttl", args.access_ttl), ("--refresh-ttl", args.refresh_ttl)] {
+        if ttl.is_some_and(|t| !(1..=MAX_SIM_TTL_SECS).contains(&t)) {
+            return Err(usage(format!("{flag}: {} must be from 1 to {MAX_SIM_TTL_SECS} seconds", ttl.unwrap_or(0))));
+        }
     }
     let mut opts =
         simulator::SimOptions { systems: args.systems, plan, speed: args.speed, seed: args.seed, ..Default::default() };
@@ -489,7 +526,11 @@ mod tests {
         );
         let denied = split_code("http://x/cb?error=access_denied&state=s").unwrap_err();
         assert_eq!(exit_code(&denied), EXIT_AUTH);
-        assert!(split_code("has space").is_err());
+        for usage in ["my code", "", "https://x/?state=1", "https://x/redirect_uri?code=abc"] {
+            let err = split_code(usage).unwrap_err();
+            assert_eq!(exit_code(&err), EXIT_CONFIG, "{usage:?}: {err}");
+            assert!(!err.to_string().contains("my code"), "the input is not echoed: {err}");
+        }
     }
 
     #[test]
