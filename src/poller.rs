@@ -506,8 +506,18 @@ impl Poller {
             self.api.all_systems().await?
         } else {
             let mut list = Vec::new();
-            for id in &self.opts.systems {
-                list.push(self.api.system(*id as i64).await?);
+            for (i, id) in self.opts.systems.clone().into_iter().enumerate() {
+                match self.api.system(id as i64).await {
+                    Ok(system) => list.push(system),
+                    // A wrong id in the config: say so and go on with the others (asking again
+                    // would spend hits on the good ones every time, and never mend it).
+                    Err(err @ (ApiError::NotFound { .. } | ApiError::Forbidden { .. })) => {
+                        tracing::error!(error = %err, "enphase.systems[{i}]: system {id} is not visible to this login; skipped");
+                        self.note_error(&err);
+                        self.status.last_error = Some(format!("enphase.systems[{i}]: system {id} skipped: {err}"));
+                    }
+                    Err(err) => return Err(err),
+                }
             }
             list
         };

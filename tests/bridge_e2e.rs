@@ -1329,3 +1329,27 @@ async fn the_power_flows_of_a_battery_site_add_up_as_the_model_has_them() {
     assert_eq!(state["grid_power_w"].as_i64(), Some(bucket.grid() * 4), "grid: {bucket:?} {state}");
     assert_eq!(state["consumption_power_w"].as_i64(), Some(bucket.consumption * 4), "load: {bucket:?} {state}");
 }
+
+/// One wrong id in `enphase.systems` is named once and skipped: the others are read and
+/// published, and the list is not asked for again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_configured_system_id_is_named_and_the_others_are_read() {
+    let start = next_local_hour(tz_of(A), 12, real_now() + HOUR);
+    let opts = starting_at(SimOptions { systems: 2, plan: SimPlan::Watt, ..SimOptions::default() }, start, 1.0);
+    let mut rig = Rig::new(opts, Login::Code).await;
+    rig.config.enphase.systems = vec![A, 123];
+    let rec = Recorder::start(rig.broker.port, &["enphase/#"], rig.sim.sim.clone()).await;
+    let running = rig.start().await;
+    rec.wait_for("system A's state", WAIT, |m| states(m, A).iter().any(|(_, s)| s["production_power_w"].is_i64()))
+        .await;
+    rig.settle().await;
+    running.stop().await;
+    let hits = rig.hits().await;
+    let asked: Vec<&Hit> = hits.iter().filter(|h| h.path.ends_with("/systems/123")).collect();
+    assert_eq!(asked.len(), 1, "asked once: {hits:?}");
+    assert_eq!(asked[0].status, Some(404));
+    let info = rec.on("enphase/bridge/info").last().unwrap().json();
+    let error = info["last_error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("enphase.systems[1]: system 123 skipped"), "{info}");
+    assert!(states(&rec.all(), B).is_empty(), "only the configured systems are read");
+}

@@ -156,13 +156,27 @@ impl Topics {
     }
 }
 
+/// Longest result of [`sanitize`]: a real serial is 12 digits, and a topic built from an absurd
+/// one (it comes from the network) must stay far below MQTT's limit.
+const MAX_SANITIZED: usize = 64;
+
 /// Keeps `[A-Za-z0-9_-]` and turns every other character into `_`, so that serials and ids are
-/// safe in topics and unique ids; an empty input gives `unknown`.
+/// safe in topics and unique ids; an empty input gives `unknown`. A longer input than
+/// `MAX_SANITIZED` keeps its start and ends in a hash of the whole, so it stays one of a kind.
 pub fn sanitize(s: &str) -> String {
     if s.is_empty() {
         return "unknown".to_owned();
     }
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+    let clean = |s: &str| -> String {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+    };
+    if s.chars().count() <= MAX_SANITIZED {
+        return clean(s);
+    }
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let head: String = s.chars().take(MAX_SANITIZED - 17).collect();
+    format!("{}_{hash:016x}", clean(&head))
 }
 
 /// An entity-id object part: lowercase ASCII letters and digits separated by single underscores.
@@ -238,6 +252,11 @@ mod tests {
         assert_eq!(sanitize("a/b+c#d e.f"), "a_b_c_d_e_f");
         assert_eq!(sanitize("é"), "_");
         assert_eq!(sanitize(""), "unknown");
+        let (long_a, long_b) = ("7".repeat(70_000), format!("{}8", "7".repeat(69_999)));
+        let (a, b) = (sanitize(&long_a), sanitize(&long_b));
+        assert_eq!((a.len(), b.len()), (64, 64), "{a}");
+        assert!(a.starts_with("7777") && a != b, "{a} {b}");
+        assert_eq!(sanitize(&"x".repeat(64)), "x".repeat(64));
         let t = topics();
         assert_eq!(t.inverter_state(1, "x/y/#"), "enphase/1/inverters/x_y__/state", "no extra levels, no wildcards");
         assert_eq!(entity_slug("__Enphase--1__2__"), "enphase_1_2");
