@@ -58,8 +58,12 @@ pub fn init_logging() {
     if !filter.contains("rumqttd") {
         filter.push_str(",rumqttd=off");
     }
+    let env_filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|err| {
+        eprintln!("enphase-mqtt: ENPHASE_MQTT_LOG / RUST_LOG: {err}; logging at info");
+        "info".into()
+    });
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)

@@ -608,7 +608,7 @@ impl<'e> Validator<'e> {
         }
         let client_id = self.string(&mut s, "client_id", Show::Value).unwrap_or_else(|| "enphase-mqtt".into());
         if client_id.trim().is_empty() || client_id.len() > 64 {
-            self.problem(format!("mqtt.client_id: {client_id:?} must be 1 to 64 characters"));
+            self.problem(format!("mqtt.client_id: {client_id:?} must be 1 to 64 bytes long"));
         }
         let keep_alive_secs = self.integer(&mut s, "keep_alive", 5, 3600).unwrap_or(30);
         let tls = self.tls(&mut s);

@@ -173,7 +173,8 @@ pub async fn run(mut eventloop: EventLoop, events: mpsc::UnboundedSender<MqttEve
                     backoff = reconnect_backoff();
                 }
                 let retry_in = backoff.next().unwrap_or(Duration::from_secs(300));
-                tracing::warn!(error = %err, retry_in = ?retry_in, "MQTT connection lost");
+                let (host, port) = eventloop.mqtt_options.broker_address();
+                tracing::warn!(error = %err, retry_in = ?retry_in, "MQTT connection lost{}", hint(&err, &host, port));
                 let _ = events.send(MqttEvent::Disconnected { reason: err.to_string(), retry_in });
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -184,9 +185,39 @@ pub async fn run(mut eventloop: EventLoop, events: mpsc::UnboundedSender<MqttEve
     }
 }
 
+/// Which config keys a connection failure points at, when it points at some.
+fn hint(err: &rumqttc::ConnectionError, host: &str, port: u16) -> String {
+    use rumqttc::{ConnectReturnCode, ConnectionError};
+    match err {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => " (the broker refused the login: check mqtt.username and mqtt.password)".into(),
+        ConnectionError::ConnectionRefused(ConnectReturnCode::BadClientId) => {
+            " (the broker refused the client id: check mqtt.client_id)".into()
+        }
+        ConnectionError::Io(_) | ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => {
+            format!(" (broker {host}:{port}: check mqtt.host and mqtt.port, and that the broker runs)")
+        }
+        ConnectionError::Tls(_) => " (check mqtt.tls and the broker's certificate)".into(),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_connection_names_the_keys_to_check() {
+        use rumqttc::{ConnectReturnCode, ConnectionError};
+        let refused = ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized);
+        assert!(hint(&refused, "h", 1883).contains("mqtt.username and mqtt.password"));
+        let io = ConnectionError::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(
+            hint(&io, "broker", 1884),
+            " (broker broker:1884: check mqtt.host and mqtt.port, and that the broker runs)"
+        );
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_stays_under_five_minutes() {

@@ -521,8 +521,15 @@ impl Poller {
             }
             list
         };
-        let kept: BTreeMap<u64, Kept> =
-            std::fs::read(self.totals_path()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let kept: BTreeMap<u64, Kept> = match std::fs::read(self.totals_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+                // Lost: the totals may step back once, and the intervals are read afresh.
+                let why = crate::secret::hide_quoted_values(&err.to_string());
+                tracing::warn!("{} is damaged ({why}); starting without the kept totals", self.totals_path().display());
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        };
         for system in systems {
             let Some(id) = system.system_id.and_then(|i| u64::try_from(i).ok()) else { continue };
             let kept = kept.get(&id).cloned().unwrap_or_default();

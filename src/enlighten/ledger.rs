@@ -23,6 +23,9 @@ pub const MINUTE_MS: i64 = 60_000;
 /// between our sending a request and Enphase counting it (which varies, so two hits a minute apart
 /// here can arrive a little less apart there).
 pub const WINDOW_MS: i64 = 61_000;
+/// The longest block a 429 can set: a quota month and a day (Enphase's windows end at the
+/// latest at the next month's start).
+const MAX_BLOCK_MS: i64 = 32 * 86_400_000;
 
 /// What is kept on disk.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -123,6 +126,8 @@ impl Ledger {
             (RatePeriod::Month, _) => next_month_start_ms(now),
             (RatePeriod::Minute, _) => now + MINUTE_MS,
         };
+        // Enphase's answer, bounded: no quota window is longer than a month.
+        let until = until.min(now.saturating_add(MAX_BLOCK_MS));
         let result = self.update(|state| {
             if period == RatePeriod::Month {
                 // Enphase counts more than we do (another app instance, or hits we never saw).
@@ -203,7 +208,8 @@ fn roll(state: &mut LedgerState, now: Millis) {
     }
     // A clock that went backwards must not let hits "from the future" linger forever.
     state.recent_ms.retain(|t| *t <= now + WINDOW_MS);
-    if state.blocked_until_ms.is_some_and(|until| until <= now) {
+    // A block longer than any quota window (a hand-edited file, a clock set back) is dropped.
+    if state.blocked_until_ms.is_some_and(|until| until <= now || until > now.saturating_add(MAX_BLOCK_MS)) {
         state.blocked_until_ms = None;
         state.blocked_period = None;
     }
@@ -320,6 +326,10 @@ mod tests {
         assert!(matches!(ledger.reserve(), Err(ApiError::BudgetExhausted { until_ms, .. }) if until_ms == T0 + 45_000));
         clock.advance_ms(45_000);
         ledger.reserve().unwrap();
+        // A period_end ages away (from the network) blocks a month and a day at most.
+        ledger.note_rate_limited(Some(RatePeriod::Month), Some(i64::MAX / 1000));
+        let Err(ApiError::BudgetExhausted { until_ms, .. }) = ledger.reserve() else { panic!("blocked") };
+        assert_eq!(until_ms, clock.now_ms() + MAX_BLOCK_MS);
     }
 
     #[test]
