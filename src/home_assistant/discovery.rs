@@ -180,6 +180,9 @@ fn component_config(spec: &EntitySpec, node: &str, topics: &Topics) -> Map<Strin
     if let Some(precision) = spec.precision {
         config.insert("suggested_display_precision".into(), precision.into());
     }
+    if let Some(secs) = spec.expire_after {
+        config.insert("expire_after".into(), secs.into());
+    }
     if let Some(template) = spec.value_template() {
         config.insert("value_template".into(), template.into());
     }
@@ -526,6 +529,9 @@ mod tests {
             assert_entity_fields(&config, expected);
             assert_origin(&config);
             assert_eq!(config["state_topic"], "enphase/4210001/inverters/121935144671/state");
+            // The power is of the micro's last report, read after dusk: shown for an hour only.
+            let expire = if key == "power" { json!(3600) } else { Value::Null };
+            assert_eq!(config.get("expire_after").cloned().unwrap_or(Value::Null), expire, "{key}");
             assert_eq!(config["availability"], site_availability(4210001));
             assert_eq!(config["availability_mode"], "all");
             assert_eq!(

@@ -94,6 +94,9 @@ pub struct EntitySpec {
     pub icon: Option<&'static str>,
     /// When the entity exists (system tables only).
     pub needs: Needs,
+    /// `expire_after`, seconds: Home Assistant shows the entity unavailable once its value is
+    /// this old without a new one.
+    pub expire_after: Option<u32>,
 }
 
 const DIAGNOSTIC: Option<&str> = Some("diagnostic");
@@ -112,6 +115,7 @@ const fn power(key: &'static str, name: &'static str, state_key: &'static str, n
         category: None,
         icon: None,
         needs,
+        expire_after: None,
     }
 }
 
@@ -129,6 +133,7 @@ const fn energy(key: &'static str, name: &'static str, state_key: &'static str, 
         category: None,
         icon: None,
         needs,
+        expire_after: None,
     }
 }
 
@@ -146,6 +151,7 @@ const fn plain(key: &'static str, name: &'static str, component: Component, stat
         category: None,
         icon: None,
         needs: Needs::Always,
+        expire_after: None,
     }
 }
 
@@ -204,9 +210,14 @@ pub const SITE_ENTITIES: &[EntitySpec] = &[
     },
 ];
 
+/// How long a microinverter's power is shown after it was read.
+pub const INVERTER_POWER_SHOWN_SECS: u32 = 3600;
+
 /// One entity per row for each microinverter (its own device, linked to the system's).
 pub const INVERTER_ENTITIES: &[EntitySpec] = &[
-    power("power", "Power", "power_w", Needs::Always),
+    // Read after dusk, nightly or weekly: the value is the micro's last report, and shown for an
+    // hour only, not as its power all the next day (or week).
+    EntitySpec { expire_after: Some(INVERTER_POWER_SHOWN_SECS), ..power("power", "Power", "power_w", Needs::Always) },
     energy("energy_lifetime", "Energy lifetime", "energy_lifetime_wh", Needs::Always),
 ];
 
