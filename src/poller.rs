@@ -27,7 +27,7 @@ use crate::enlighten::{ApiError, EnlightenClient, Plan};
 use crate::fsutil;
 use crate::home_assistant::Message;
 use crate::model::{self, ApiParts, BridgeStatus, SiteSnapshot};
-use crate::scheduler::{self, Budget, Decision, Outcome, Scheduler, SiteProfile, Task};
+use crate::scheduler::{self, Budget, Decision, Memory, Outcome, Scheduler, SiteProfile, Task};
 use crate::zone::Zone;
 
 /// Intervals are re-read from this long before the last one seen (Enphase's data can lag).
@@ -78,6 +78,9 @@ struct Kept {
     today: Option<(String, i64)>,
     /// The newest interval published, per kind (epoch seconds of its end).
     last_interval: BTreeMap<String, i64>,
+    /// What the scheduler learned of the system, and when it read the intervals and totals.
+    #[serde(default)]
+    schedule: Option<Memory>,
 }
 
 impl Kept {
@@ -92,6 +95,7 @@ impl Kept {
             battery_discharged_wh: s.battery.discharged_energy_wh,
             today: date.zip(s.production.energy_today_wh),
             last_interval,
+            schedule: None,
         }
     }
 
@@ -539,6 +543,15 @@ impl Poller {
         tracing::info!(systems = self.sites.len(), "Enphase systems found");
         let device_level = self.device_level();
         self.scheduler = Scheduler::new(self.sites.iter().map(|(id, s)| s.profile(*id, device_level)).collect());
+        // What the last run learned, so that the intervals and totals it read are not read again
+        // before they are due: a restart costs a device list, a power read, the state of charge
+        // and the inverter data a system, not its evening reads too.
+        let now = self.clock.now_ms();
+        for (id, site) in &self.sites {
+            if let Some(memory) = &site.kept.schedule {
+                self.scheduler.recall(*id, memory, now);
+            }
+        }
         // Each system's device list and a first power reading, as the minute window allows; each
         // system is announced after them (see `execute`), and at the end the full list, so the
         // bridge can drop systems no longer visible. Not before: announced from the system list
@@ -676,7 +689,12 @@ impl Poller {
     }
 
     fn save_totals(&self) {
-        let kept: BTreeMap<u64, &Kept> = self.sites.iter().map(|(id, s)| (*id, &s.kept)).collect();
+        let now = self.clock.now_ms();
+        let kept: BTreeMap<u64, Kept> = self
+            .sites
+            .iter()
+            .map(|(id, s)| (*id, Kept { schedule: self.scheduler.memory(*id, now), ..s.kept.clone() }))
+            .collect();
         let bytes = serde_json::to_vec(&kept).expect("totals serialize");
         if let Err(err) = fsutil::write_atomic(&self.totals_path(), &bytes) {
             tracing::warn!(error = %err, "could not save the totals");

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 
 use crate::zone::Zone;
 
@@ -81,6 +82,29 @@ impl Task {
     /// Every task, highest priority first.
     pub const ALL: [Task; 5] = [Task::Power, Task::Soc, Task::Energy, Task::Intervals, Task::Inverters];
 }
+
+/// What the scheduler learned of one system, and when it last read the intervals and the totals:
+/// kept across restarts (in `totals.json`), so that a restart does not spend hits on reads that
+/// are not due (each interval read and totals read costs one to five hits a system).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    /// When it was taken, epoch ms: older than `MEMORY_LIFE` it is not used.
+    pub at_ms: i64,
+    /// The newest upload seen, and the gaps between the recent ones (epoch seconds).
+    upload_last: Option<i64>,
+    upload_gaps: Vec<i64>,
+    usual_refuted: bool,
+    lag_ms: i64,
+    /// Local date (`YYYY-MM-DD`) → first and last second of the day with production.
+    daylight: Vec<(String, i64, i64)>,
+    /// When the intervals and the totals were last read, epoch ms.
+    intervals_ms: Option<i64>,
+    energy_ms: Option<i64>,
+}
+
+/// How long a kept [`Memory`] is trusted: the daylight window drifts, and a bridge stopped for
+/// longer should read its intervals and totals afresh anyway.
+const MEMORY_LIFE: i64 = 3 * DAY;
 
 /// What the scheduler needs to know of a system.
 #[derive(Debug, Clone, PartialEq)]
@@ -392,6 +416,50 @@ impl Scheduler {
             })
             .collect();
         Self { sites }
+    }
+
+    /// What to keep of `system_id` across a restart, at `now_ms`.
+    pub fn memory(&self, system_id: u64, now_ms: i64) -> Option<Memory> {
+        let site = self.sites.get(&system_id)?;
+        Some(Memory {
+            at_ms: now_ms,
+            upload_last: site.uploads.last,
+            upload_gaps: site.uploads.gaps.iter().copied().collect(),
+            usual_refuted: site.uploads.usual_refuted,
+            lag_ms: site.lag_ms,
+            daylight: site.daylight.days.iter().map(|(d, (a, b))| (d.to_string(), *a, *b)).collect(),
+            intervals_ms: site.last_run.get(&Task::Intervals).copied(),
+            energy_ms: site.last_run.get(&Task::Energy).copied(),
+        })
+    }
+
+    /// Takes back what a previous run kept of `system_id`, unless it is older than
+    /// `MEMORY_LIFE` or from the future (a clock set back): the intervals and the totals are then
+    /// not read again before they are due. The power, the state of charge and the inverter data
+    /// are read at start whatever is kept: they make the first state whole.
+    pub fn recall(&mut self, system_id: u64, memory: &Memory, now_ms: i64) {
+        let Some(site) = self.sites.get_mut(&system_id) else { return };
+        if memory.at_ms > now_ms || now_ms - memory.at_ms > MEMORY_LIFE {
+            return;
+        }
+        site.uploads.last = memory.upload_last;
+        site.uploads.gaps = memory.upload_gaps.iter().copied().filter(|g| *g > 0).take(24).collect();
+        site.uploads.usual_refuted = memory.usual_refuted;
+        site.lag_ms = memory.lag_ms.clamp(LAG_RANGE.0, LAG_RANGE.1);
+        site.daylight.days = memory
+            .daylight
+            .iter()
+            .filter(|(_, a, b)| (-3_600..=90_000).contains(a) && (-3_600..=90_000).contains(b) && a <= b)
+            .filter_map(|(d, a, b)| Some((d.parse::<NaiveDate>().ok()?, (*a, *b))))
+            .collect();
+        while site.daylight.days.len() > 7 {
+            site.daylight.days.pop_first();
+        }
+        for (task, at) in [(Task::Intervals, memory.intervals_ms), (Task::Energy, memory.energy_ms)] {
+            if let Some(at) = at.filter(|at| *at <= now_ms) {
+                site.last_run.insert(task, at);
+            }
+        }
     }
 
     /// The systems planned for.
@@ -896,6 +964,45 @@ mod tests {
             minute_limit: 10,
             recent_ms: Vec::new(),
         }
+    }
+
+    /// A restart with what the last run learned reads no intervals or totals that are not due,
+    /// and picks up the cadence and daylight window; a memory too old is not used.
+    #[test]
+    fn a_kept_memory_spares_the_reads_that_are_not_due() {
+        let metered = SiteProfile { metered: true, ..micro_site() };
+        let calls = calls_made_on(metered.clone(), 20, 2);
+        let mut ran = Scheduler::new(vec![metered.clone()]);
+        for d in &calls {
+            let outcome = Outcome { ok: true, last_report_at: Some(d.at_ms / 1000 / 900 * 900), ..Outcome::default() };
+            ran.record(1, d.task, d.at_ms, &outcome);
+        }
+        let stop = calls.last().expect("calls").at_ms + MINUTE;
+        let memory = ran.memory(1, stop).expect("a memory");
+        let json = serde_json::to_string(&memory).unwrap();
+        let kept: Memory = serde_json::from_str(&json).unwrap();
+        assert_eq!(kept, memory, "it survives the file");
+        let first_tasks = |recalled_at: Option<i64>| -> Vec<Task> {
+            let mut s = Scheduler::new(vec![metered.clone()]);
+            if let Some(at) = recalled_at {
+                s.recall(1, &Memory { at_ms: at, ..kept.clone() }, stop);
+            }
+            let mut t = stop;
+            let mut tasks = Vec::new();
+            for _ in 0..3 {
+                let d = s.next(t, &budget(t, 500)).expect("budget");
+                t = d.at_ms.max(t);
+                s.record(1, d.task, t, &Outcome { ok: true, ..Outcome::default() });
+                tasks.push(d.task);
+            }
+            tasks
+        };
+        let fresh = first_tasks(None);
+        assert!(fresh.contains(&Task::Intervals) && fresh.contains(&Task::Energy), "{fresh:?}");
+        let recalled = first_tasks(Some(stop - MINUTE));
+        assert!(!recalled.contains(&Task::Intervals) && !recalled.contains(&Task::Energy), "{recalled:?}");
+        let stale = first_tasks(Some(stop - MEMORY_LIFE - MINUTE));
+        assert!(stale.contains(&Task::Intervals), "an old memory is not used: {stale:?}");
     }
 
     #[test]

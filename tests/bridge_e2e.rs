@@ -1353,3 +1353,74 @@ async fn a_wrong_configured_system_id_is_named_and_the_others_are_read() {
     assert!(error.starts_with("enphase.systems[1]: system 123 skipped"), "{info}");
     assert!(states(&rec.all(), B).is_empty(), "only the configured systems are read");
 }
+
+/// A restart does not read again what the last run read and is not due yet: the intervals and a
+/// metered site's totals come back from the state folder (the totals as the last published ones),
+/// so a restart costs each system its device list, a power read, its state of charge and the
+/// inverter data, and the first states after it are whole all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_read_again_the_intervals_and_totals_that_are_not_due() {
+    let start = next_local_hour(tz_of(A), 12, real_now() + HOUR);
+    // A simulated minute a second: Watt's 10 hits a minute let the start-up reads through.
+    let opts = starting_at(SimOptions { systems: 3, plan: SimPlan::Watt, ..SimOptions::default() }, start, 60.0);
+    let rig = Rig::new(opts, Login::Code).await;
+    assert_eq!(rig.sim.sim.fleet().get(B).unwrap().kind(), SystemKind::Metered);
+    let rec = Recorder::start(rig.broker.port, &["enphase/+/state"], rig.sim.sim.clone()).await;
+    let first = rig.start().await;
+    // Every system's start-up reads: its intervals and (metered) totals, then quiet.
+    let deadline = Instant::now() + WAIT;
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let hits = rig.hits().await;
+        let read = |id: u64, end: &str| hits.iter().any(|h| h.system() == Some(id) && h.path.ends_with(end));
+        let done = [A, B, C].iter().all(|id| read(*id, "/production_micro")) && read(B, "/energy_import_lifetime");
+        if done && hits.len() == seen {
+            break;
+        }
+        seen = hits.len();
+        assert!(Instant::now() < deadline, "the start-up reads did not settle: {hits:?}");
+    }
+    first.stop().await;
+    let before = rig.hits().await.len();
+    let evening_reads = |hits: &[Hit]| -> Vec<String> {
+        hits.iter()
+            .filter(|h| h.path.contains("/telemetry/") || h.path.contains("_lifetime") || h.path.contains("_readings"))
+            .map(|h| h.path.clone())
+            .collect()
+    };
+    assert!(!evening_reads(&rig.hits().await).is_empty(), "the first start reads intervals and totals");
+    let msgs_before = rec.count();
+    let second = rig.start().await;
+    // Settled: every system's inverter data read (the last of the start-up reads), then quiet.
+    let deadline = Instant::now() + WAIT;
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let hits = rig.hits().await;
+        let inverters = hits[before..].iter().filter(|h| h.path.contains("inverters_summary")).count();
+        if inverters >= 3 && hits.len() == seen {
+            break;
+        }
+        seen = hits.len();
+        assert!(Instant::now() < deadline, "the restart's reads did not settle: {:?}", &hits[before..]);
+    }
+    second.stop().await;
+    let hits = rig.hits().await;
+    let again = &hits[before..];
+    let log: String = again.iter().map(|h| format!("{} {:?}\n", h.path, h.status)).collect();
+    let reads: Vec<String> = evening_reads(again).into_iter().filter(|p| !p.ends_with("/telemetry/battery")).collect();
+    assert!(reads.is_empty(), "read again after the restart: {reads:?}\n{log}");
+    // The system list, and for each system its device list and inverter data, a battery's state
+    // of charge (and a token refresh, should one fall due): besides the power reads, no more.
+    let other = again.iter().filter(|h| !h.is_power_read()).count();
+    assert!(other <= 1 + 3 * 2 + 1 + 1, "{other} hits besides power reads for the restart:\n{log}");
+    let msgs = rec.all();
+    let after = states(&msgs[msgs_before..], B);
+    let (_, state) = after.last().expect("B's state after the restart");
+    for key in
+        ["grid_import_energy_wh", "grid_export_energy_wh", "consumption_energy_lifetime_wh", "production_power_w"]
+    {
+        assert!(state[key].is_i64(), "{key} after the restart: {state}");
+    }
+}
