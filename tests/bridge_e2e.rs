@@ -193,6 +193,21 @@ impl Rig {
         }
     }
 
+    /// Waits until `done` holds for the hits so far and no hit came for a second.
+    async fn settle_when(&self, done: impl Fn(&[Hit]) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let hits = self.hits().await;
+            if done(&hits) && hits.len() == seen {
+                return;
+            }
+            seen = hits.len();
+            assert!(Instant::now() < deadline, "the reads did not settle: {hits:?}");
+        }
+    }
+
     async fn hits(&self) -> Vec<Hit> {
         hits(&self.sim).await.iter().map(Hit::from).collect()
     }
@@ -1368,19 +1383,11 @@ async fn a_restart_does_not_read_again_the_intervals_and_totals_that_are_not_due
     let rec = Recorder::start(rig.broker.port, &["enphase/+/state"], rig.sim.sim.clone()).await;
     let first = rig.start().await;
     // Every system's start-up reads: its intervals and (metered) totals, then quiet.
-    let deadline = Instant::now() + WAIT;
-    let mut seen = 0;
-    loop {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        let hits = rig.hits().await;
+    rig.settle_when(|hits| {
         let read = |id: u64, end: &str| hits.iter().any(|h| h.system() == Some(id) && h.path.ends_with(end));
-        let done = [A, B, C].iter().all(|id| read(*id, "/production_micro")) && read(B, "/energy_import_lifetime");
-        if done && hits.len() == seen {
-            break;
-        }
-        seen = hits.len();
-        assert!(Instant::now() < deadline, "the start-up reads did not settle: {hits:?}");
-    }
+        [A, B, C].iter().all(|id| read(*id, "/production_micro")) && read(B, "/energy_import_lifetime")
+    })
+    .await;
     first.stop().await;
     let before = rig.hits().await.len();
     let evening_reads = |hits: &[Hit]| -> Vec<String> {
@@ -1393,18 +1400,7 @@ async fn a_restart_does_not_read_again_the_intervals_and_totals_that_are_not_due
     let msgs_before = rec.count();
     let second = rig.start().await;
     // Settled: every system's inverter data read (the last of the start-up reads), then quiet.
-    let deadline = Instant::now() + WAIT;
-    let mut seen = 0;
-    loop {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        let hits = rig.hits().await;
-        let inverters = hits[before..].iter().filter(|h| h.path.contains("inverters_summary")).count();
-        if inverters >= 3 && hits.len() == seen {
-            break;
-        }
-        seen = hits.len();
-        assert!(Instant::now() < deadline, "the restart's reads did not settle: {:?}", &hits[before..]);
-    }
+    rig.settle_when(|hits| hits[before..].iter().filter(|h| h.path.contains("inverters_summary")).count() >= 3).await;
     second.stop().await;
     let hits = rig.hits().await;
     let again = &hits[before..];
