@@ -328,8 +328,8 @@ impl<'e> Validator<'e> {
     }
 
     /// A string value, `${NAME}` expanded. A YAML number or boolean is refused rather than turned
-    /// into text: YAML has already changed it (`00123` is 123, `0x10` is 16, `1e3` is 1000.0), and
-    /// for an id or a key that change would go unseen.
+    /// into text: YAML has already changed it (`0x10` is 16, `1e3` is 1000.0), and for an id or a
+    /// key that change would go unseen.
     fn string(&mut self, s: &mut Section<'_>, key: &'static str, show: Show) -> Option<String> {
         let path = s.key(key);
         let value = s.get(key)?;
