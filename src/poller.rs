@@ -32,6 +32,8 @@ use crate::zone::Zone;
 
 /// Intervals are re-read from this long before the last one seen (Enphase's data can lag).
 const INTERVAL_OVERLAP_SECS: i64 = 1800;
+/// `totals.json` is written at most this often while running (and at the end of the run).
+const TOTALS_SAVE_EVERY: Duration = Duration::from_secs(60);
 /// How often to look for new tokens while authorization is missing.
 const TOKEN_WATCH: Duration = Duration::from_secs(5);
 /// Micros per page of device-level telemetry (the most the endpoint allows).
@@ -251,6 +253,8 @@ pub struct Poller {
     failed_tokens: Option<crate::secret::Secret>,
     /// Authorization came back: read every system now, not only the one whose turn it was.
     repoll_all: bool,
+    /// When `totals.json` was last written.
+    saved_at: Option<std::time::Instant>,
 }
 
 impl Poller {
@@ -274,6 +278,7 @@ impl Poller {
             status,
             failed_tokens: None,
             repoll_all: false,
+            saved_at: None,
         }
     }
 
@@ -302,7 +307,7 @@ impl Poller {
         }
         loop {
             if shutdown.is_cancelled() {
-                return;
+                break;
             }
             let now = self.clock.now_ms();
             let decision = self.scheduler.next(now, &self.budget(now));
@@ -332,13 +337,13 @@ impl Poller {
             if let Some(d) = decision.filter(|d| d.at_ms <= now) {
                 if let Some(retry) = self.execute(d).await {
                     tokio::select! {
-                        _ = shutdown.cancelled() => return,
+                        _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(retry) => {}
                     }
                 }
             } else {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => break,
                     req = self.refresh.recv() => if let Some(req) = req { self.on_refresh(req).await },
                     _ = tokio::time::sleep(wait) => {}
                 }
@@ -350,6 +355,8 @@ impl Poller {
             self.at_midnight().await;
             self.send_status().await;
         }
+        // What the throttled saves have not written yet.
+        self.save_totals();
     }
 
     /// A power read of every system now, past the floor between reads (new tokens, a new login);
@@ -684,11 +691,21 @@ impl Poller {
             let msg = Message { topic: topic.clone(), payload, retain: false };
             let _ = self.out.send(BridgeInput::Publish(msg)).await;
         }
-        self.save_totals();
+        self.save_totals_now_and_then();
         if auth_missing { Some(Duration::from_secs(15)) } else { wait }
     }
 
-    fn save_totals(&self) {
+    /// Saves the totals at most once a minute (and at the end of the run): written after every
+    /// poll, a fleet's file would be rewritten many times a minute (hard on an SD card), and a
+    /// kill loses a minute of it at most, which the next readings make up.
+    fn save_totals_now_and_then(&mut self) {
+        if self.saved_at.is_none_or(|at| at.elapsed() >= TOTALS_SAVE_EVERY) {
+            self.save_totals();
+        }
+    }
+
+    fn save_totals(&mut self) {
+        self.saved_at = Some(std::time::Instant::now());
         let now = self.clock.now_ms();
         let kept: BTreeMap<u64, Kept> = self
             .sites

@@ -1420,3 +1420,29 @@ async fn a_restart_does_not_read_again_the_intervals_and_totals_that_are_not_due
         assert!(state[key].is_i64(), "{key} after the restart: {state}");
     }
 }
+
+/// `totals.json` is written at most once a minute while the bridge runs (a fleet's polls would
+/// otherwise rewrite it many times a minute), and once more when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kept_totals_are_written_once_a_minute_and_at_the_end() {
+    let start = next_local_hour(tz_of(A), 10, real_now() + HOUR);
+    let opts = starting_at(SimOptions { systems: 3, plan: SimPlan::Partner, ..SimOptions::default() }, start, 3600.0);
+    let rig = Rig::new(opts, Login::Password).await;
+    let path = rig.config.state_dir.join("totals.json");
+    let running = rig.start().await;
+    let deadline = Instant::now() + WAIT;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "totals.json after the first polls");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let written = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap();
+    let polls = rig.hits().await.iter().filter(|h| h.is_power_read()).count();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let later = rig.hits().await.iter().filter(|h| h.is_power_read()).count();
+    assert!(later > polls, "the bridge polled on ({polls} -> {later})");
+    let now = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap();
+    assert_eq!(now, written, "not written again within the minute");
+    running.stop().await;
+    let last = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap();
+    assert!(last > written, "written when the bridge stops");
+}
