@@ -39,11 +39,6 @@ pub const EXIT_CONFIG: u8 = 2;
 /// Exit code when the homeowner must authorize (again), or refused.
 pub const EXIT_AUTH: u8 = 3;
 
-/// The command line asks for something that cannot be (exit code 2, as a bad config does).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
 /// Authorization is needed or was refused (exit code 3).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -73,7 +68,7 @@ pub fn init_logging() {
 /// The exit code for a failure.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if cause.is::<ConfigError>() || cause.is::<UsageError>() {
+        if cause.is::<ConfigError>() {
             return EXIT_CONFIG;
         }
         if cause.is::<AuthNeeded>() {
@@ -91,7 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock = match &cli.clock_url {
         Some(url) => {
             if !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
-                return Err(UsageError(format!("--clock-url: {url:?} is not an http:// URL")).into());
+                return Err(ConfigError::one(format!("--clock-url: {url:?} is not an http:// URL")).into());
             }
             crate::simulator::follow(url).await?
         }
@@ -243,7 +238,7 @@ fn split_code(input: &str) -> anyhow::Result<(String, Option<String>)> {
     let Ok(url) = url::Url::parse(input) else {
         if input.is_empty() || !input.chars().all(|c| c.is_ascii_graphic()) {
             // Not shown: it may be a real code with a stray character.
-            return Err(UsageError("auth code: that is not an authorization code (empty, or it has spaces or other characters a code has not)".into()).into());
+            return Err(ConfigError::one("auth code: that is not an authorization code (empty, or it has spaces or other characters a code has not)".into()).into());
         }
         return Ok((input.to_string(), None));
     };
@@ -254,11 +249,11 @@ fn split_code(input: &str) -> anyhow::Result<(String, Option<String>)> {
     }
     match (get("code"), get("state")) {
         (Some(code), Some(state)) if !code.is_empty() && !state.is_empty() => Ok((code, Some(state))),
-        (Some(code), _) if !code.is_empty() => Err(UsageError(
+        (Some(code), _) if !code.is_empty() => Err(ConfigError::one(
             "auth code: the address has no state parameter; paste the whole address the browser ended on, or the code alone".into(),
         )
         .into()),
-        _ => Err(UsageError("auth code: the address has no code parameter".into()).into()),
+        _ => Err(ConfigError::one("auth code: the address has no code parameter".into()).into()),
     }
 }
 
@@ -451,8 +446,8 @@ const MAX_SIM_SYSTEMS: usize = 100_000;
 const MAX_SIM_TTL_SECS: i64 = 10 * 366 * 86_400;
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    let plan = args.plan.parse().map_err(|e| ConfigError { problems: vec![format!("--plan: {e}")] })?;
-    let usage = |problem: String| anyhow::Error::new(ConfigError { problems: vec![problem] });
+    let usage = |problem: String| anyhow::Error::new(ConfigError::one(problem));
+    let plan = args.plan.parse().map_err(|e| usage(format!("--plan: {e}")))?;
     if !(args.speed > 0.0 && args.speed <= MAX_SIM_SPEED) {
         return Err(usage(format!("--speed: {} must be above 0 and at most {MAX_SIM_SPEED}", args.speed)));
     }

@@ -182,7 +182,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    fn one(problem: String) -> Self {
+    /// One problem: also what a bad command-line value is (exit code 2 alike).
+    pub fn one(problem: String) -> Self {
         Self { problems: vec![problem] }
     }
 }

@@ -863,13 +863,13 @@ impl DayPlan {
                 // `TOTALS_EVERY_DAYS` when the share is too tight for them).
                 let evening = dusk + 15 * MINUTE;
                 let every = if self.evening_energy { self.evening_every } else { TOTALS_EVERY_DAYS };
-                let skip = (every - 1) * DAY;
-                if now_ms >= dusk && last < evening - skip {
+                let next = evening_due(last, evening, evening, every);
+                if now_ms >= dusk && next == evening {
                     return Some(evening.max(now_ms));
                 }
                 match self.energy_every {
                     Some(every) => Some(in_daylight(site, last + every, dawn, dusk, next_dawn)),
-                    None => Some(if last < evening - skip { evening } else { evening + DAY }),
+                    None => Some(next),
                 }
             }
             Task::Intervals => {
@@ -884,8 +884,7 @@ impl DayPlan {
                 let every = if self.backfill { self.evening_every } else { LEARN_EVERY_DAYS };
                 let evening = dusk + BACKFILL_AFTER_DUSK;
                 let counts_from = dusk - 2 * self.power_every - site.uploads.cadence_secs() * 1000;
-                let skip = (every - 1) * DAY;
-                Some(if last < counts_from.min(evening) - skip { evening } else { evening + DAY })
+                Some(evening_due(last, counts_from.min(evening), evening, every))
             }
             Task::Inverters => {
                 // Once at start, so the inverters are known from the first day; then after dusk,
@@ -893,8 +892,7 @@ impl DayPlan {
                 let Some(last) = last else { return Some(now_ms) };
                 let evening = dusk + 45 * MINUTE;
                 let every = if self.inverters { 1 } else { TOTALS_EVERY_DAYS };
-                let skip = (every - 1) * DAY;
-                Some(if last < evening - skip { evening } else { evening + DAY })
+                Some(evening_due(last, evening, evening, every))
             }
         }
     }
@@ -917,6 +915,12 @@ fn retry_pause(system_id: u64, task: Task, streak: u32, now_ms: i64) -> i64 {
         .nth(streak.saturating_sub(1) as usize)
         .unwrap_or(std::time::Duration::from_secs(3600));
     i64::try_from(pause.as_millis()).unwrap_or(HOUR)
+}
+
+/// A read after dusk every `every` days: tonight's `evening` if the last one (`last`) came before
+/// `counts_from` of `every - 1` days ago, else tomorrow's.
+fn evening_due(last: i64, counts_from: i64, evening: i64, every: i64) -> i64 {
+    if last < counts_from - (every - 1) * DAY { evening } else { evening + DAY }
 }
 
 /// `at` if it lies in daylight, else the next dawn's first moment.
@@ -974,7 +978,14 @@ mod tests {
         let calls = calls_made_on(metered.clone(), 20, 2);
         let mut ran = Scheduler::new(vec![metered.clone()]);
         for d in &calls {
-            let outcome = Outcome { ok: true, last_report_at: Some(d.at_ms / 1000 / 900 * 900), ..Outcome::default() };
+            let seen = d.at_ms / 1000 / 900 * 900;
+            let producing = (6 * 3600..20 * 3600).contains(&seen.rem_euclid(86_400));
+            let outcome = Outcome {
+                ok: true,
+                last_report_at: Some(seen),
+                production_w: Some(if producing { 500 } else { 0 }),
+                ..Outcome::default()
+            };
             ran.record(1, d.task, d.at_ms, &outcome);
         }
         let stop = calls.last().expect("calls").at_ms + MINUTE;
@@ -982,6 +993,10 @@ mod tests {
         let json = serde_json::to_string(&memory).unwrap();
         let kept: Memory = serde_json::from_str(&json).unwrap();
         assert_eq!(kept, memory, "it survives the file");
+        assert!(!kept.daylight.is_empty() && kept.upload_gaps.len() >= 2, "something was learned: {kept:?}");
+        let mut taken = Scheduler::new(vec![metered.clone()]);
+        taken.recall(1, &kept, stop);
+        assert_eq!(taken.memory(1, stop), Some(kept.clone()), "the cadence, daylight and last reads are taken back");
         let first_tasks = |recalled_at: Option<i64>| -> Vec<Task> {
             let mut s = Scheduler::new(vec![metered.clone()]);
             if let Some(at) = recalled_at {

@@ -455,7 +455,7 @@ fn media_type(content_type: Option<&str>) -> String {
 
 /// Collapses white space and control characters to single spaces, masks anything that looks
 /// like a token (an error text may echo one) and bounds the length.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     let collapsed = crate::secret::mask_tokens(text)
         .split(|c: char| c.is_whitespace() || c.is_control())
         .filter(|w| !w.is_empty())

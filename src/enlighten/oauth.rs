@@ -7,7 +7,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::enlighten::client::Transport;
-use crate::enlighten::error::ApiError;
+use crate::enlighten::error::{ApiError, one_line};
 use crate::enlighten::lenient;
 use crate::secret::Secret;
 
@@ -134,12 +134,9 @@ fn refusal(grant: &str, status: u16, body: &[u8]) -> String {
     let detail = serde_json::from_slice::<OAuthErrorBody>(body)
         .ok()
         .map(|b| {
-            // Descriptions are not documented; keep them short and on one line, and mask a token
-            // the server may have echoed (the whole of it: masked before it is cut short).
-            let line = |text: Option<String>| -> String {
-                let text = crate::secret::mask_tokens(&text.unwrap_or_default());
-                text.replace(|c: char| c.is_control(), " ").chars().take(120).collect()
-            };
+            // Descriptions are not documented: one line, bounded, with a token the server may
+            // have echoed masked (see `one_line`).
+            let line = |text: Option<String>| one_line(&text.unwrap_or_default());
             let (code, desc) = (line(b.error.or(b.message)), line(b.error_description));
             if desc.is_empty() { code } else { format!("{code}: {desc}") }
         })
