@@ -255,6 +255,8 @@ pub struct Poller {
     repoll_all: bool,
     /// When `totals.json` was last written.
     saved_at: Option<std::time::Instant>,
+    /// What `totals.json` kept of systems this run does not read, written back as it was.
+    unread: BTreeMap<u64, Kept>,
 }
 
 impl Poller {
@@ -279,6 +281,7 @@ impl Poller {
             failed_tokens: None,
             repoll_all: false,
             saved_at: None,
+            unread: BTreeMap::new(),
         }
     }
 
@@ -532,7 +535,7 @@ impl Poller {
             }
             list
         };
-        let kept: BTreeMap<u64, Kept> = match std::fs::read(self.totals_path()) {
+        let mut kept: BTreeMap<u64, Kept> = match std::fs::read(self.totals_path()) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|err| {
                 // Lost: the totals may step back once, and the intervals are read afresh.
                 let why = crate::secret::hide_quoted_values(&err.to_string());
@@ -543,10 +546,12 @@ impl Poller {
         };
         for system in systems {
             let Some(id) = system.system_id.and_then(|i| u64::try_from(i).ok()) else { continue };
-            let kept = kept.get(&id).cloned().unwrap_or_default();
+            let kept = kept.remove(&id).unwrap_or_default();
             let zone = system.timezone.as_deref().and_then(Zone::named);
             self.sites.insert(id, Site { system, zone, kept, ..Site::default() });
         }
+        // Systems not read this run (a 404 that passes, a system that comes back) keep theirs.
+        self.unread = kept;
         tracing::info!(systems = self.sites.len(), "Enphase systems found");
         let device_level = self.device_level();
         self.scheduler = Scheduler::new(self.sites.iter().map(|(id, s)| s.profile(*id, device_level)).collect());
@@ -707,11 +712,12 @@ impl Poller {
     fn save_totals(&mut self) {
         self.saved_at = Some(std::time::Instant::now());
         let now = self.clock.now_ms();
-        let kept: BTreeMap<u64, Kept> = self
-            .sites
-            .iter()
-            .map(|(id, s)| (*id, Kept { schedule: self.scheduler.memory(*id, now), ..s.kept.clone() }))
-            .collect();
+        let mut kept: BTreeMap<u64, Kept> = self.unread.clone();
+        kept.extend(
+            self.sites
+                .iter()
+                .map(|(id, s)| (*id, Kept { schedule: self.scheduler.memory(*id, now), ..s.kept.clone() })),
+        );
         let bytes = serde_json::to_vec(&kept).expect("totals serialize");
         if let Err(err) = fsutil::write_atomic(&self.totals_path(), &bytes) {
             tracing::warn!(error = %err, "could not save the totals");

@@ -1353,6 +1353,10 @@ async fn a_wrong_configured_system_id_is_named_and_the_others_are_read() {
     let opts = starting_at(SimOptions { systems: 2, plan: SimPlan::Watt, ..SimOptions::default() }, start, 1.0);
     let mut rig = Rig::new(opts, Login::Code).await;
     rig.config.enphase.systems = vec![A, 123];
+    // What an earlier run kept of system 123 is kept still: a 404 may pass.
+    let kept = json!({ "123": { "production_lifetime_wh": 5, "last_interval": {} } });
+    std::fs::create_dir_all(&rig.config.state_dir).unwrap();
+    std::fs::write(rig.config.state_dir.join("totals.json"), kept.to_string()).unwrap();
     let rec = Recorder::start(rig.broker.port, &["enphase/#"], rig.sim.sim.clone()).await;
     let running = rig.start().await;
     rec.wait_for("system A's state", WAIT, |m| states(m, A).iter().any(|(_, s)| s["production_power_w"].is_i64()))
@@ -1367,6 +1371,10 @@ async fn a_wrong_configured_system_id_is_named_and_the_others_are_read() {
     let error = info["last_error"].as_str().unwrap_or_default();
     assert!(error.starts_with("enphase.systems[1]: system 123 skipped"), "{info}");
     assert!(states(&rec.all(), B).is_empty(), "only the configured systems are read");
+    let totals: Value =
+        serde_json::from_slice(&std::fs::read(rig.config.state_dir.join("totals.json")).unwrap()).unwrap();
+    assert_eq!(totals["123"]["production_lifetime_wh"], 5, "{totals}");
+    assert!(totals[A.to_string()]["production_lifetime_wh"].is_i64(), "{totals}");
 }
 
 /// A restart does not read again what the last run read and is not due yet: the intervals and a
