@@ -225,3 +225,16 @@ async fn auth_status_without_tokens_exits_3() {
     assert_eq!(out.code, Some(3));
     assert!(out.stdout.contains("tokens:            none"), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_ledger_counts_the_month_as_spent_and_is_said_once() {
+    let opts = SimOptions::default();
+    let sim = sim(opts.clone()).await;
+    let setup = Setup::new(&sim, &opts, "");
+    std::fs::create_dir_all(&setup.state_dir).unwrap();
+    std::fs::write(setup.state_dir.join("ledger.json"), b"{ not json").unwrap();
+    let out = setup.run(&["auth", "status"]).await;
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert!(out.stdout.contains("hits:              1000 of 1000 this month"), "{}", out.stdout);
+    assert_eq!(out.stderr.matches("hit ledger is unreadable").count(), 1, "{}", out.stderr);
+}

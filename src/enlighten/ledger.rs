@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,9 @@ pub struct Ledger {
     clock: SharedClock,
     /// The last state read or written, for cheap snapshots.
     cached: Mutex<LedgerState>,
+    /// Whether the damaged file was already logged (set again only by a good read), so that a
+    /// damaged file is said once, not at every read until it is next written.
+    said_damaged: AtomicBool,
 }
 
 impl Ledger {
@@ -92,6 +96,7 @@ impl Ledger {
             month_limit,
             clock,
             cached: Mutex::new(LedgerState::default()),
+            said_damaged: AtomicBool::new(false),
         };
         let state = ledger
             .read()
@@ -179,16 +184,24 @@ impl Ledger {
 
     fn read(&self) -> io::Result<LedgerState> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).or_else(|err| {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(state) => {
+                    self.said_damaged.store(false, Ordering::Relaxed);
+                    Ok(state)
+                }
                 // Only a hand edit can damage it (writes are atomic); count the month as spent
                 // rather than risk passing Enphase's limit.
-                tracing::error!(path = %self.path.display(), error = %err, "hit ledger is unreadable; treating this month as used up");
-                Ok(LedgerState {
-                    month: month_key(self.clock.now_ms()),
-                    month_hits: self.month_limit,
-                    ..LedgerState::default()
-                })
-            }),
+                Err(err) => {
+                    if !self.said_damaged.swap(true, Ordering::Relaxed) {
+                        tracing::error!(path = %self.path.display(), error = %err, "hit ledger is unreadable; treating this month as used up");
+                    }
+                    Ok(LedgerState {
+                        month: month_key(self.clock.now_ms()),
+                        month_hits: self.month_limit,
+                        ..LedgerState::default()
+                    })
+                }
+            },
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(LedgerState::default()),
             Err(err) => Err(err),
         }
