@@ -38,6 +38,8 @@ pub struct Answer {
 pub struct Transport {
     http: reqwest::Client,
     ledger: Arc<Ledger>,
+    /// The whole request's timeout: how long a hit may be on its way.
+    request_timeout: Duration,
 }
 
 /// Bodies larger than this are cut off (a real answer is a few hundred KiB at most).
@@ -53,7 +55,7 @@ impl Transport {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ApiError::from_reqwest)?;
-        Ok(Self { http, ledger })
+        Ok(Self { http, ledger, request_timeout })
     }
 
     /// The underlying client, to build requests.
@@ -69,7 +71,9 @@ impl Transport {
     /// Counts the hit (or refuses it), sends, and reads the whole answer. A 429 blocks the ledger
     /// until Enphase's `period_end`.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, ApiError> {
-        self.ledger.reserve()?;
+        // Held until the answer is read (or the call fails or is dropped): the hit counts in the
+        // per-minute window from then.
+        let _hit = self.ledger.reserve(self.request_timeout)?;
         let response = request.send().await.map_err(ApiError::from_reqwest)?;
         let status = response.status().as_u16();
         let content_type =

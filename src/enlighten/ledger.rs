@@ -2,8 +2,13 @@
 //! month, persisted in `state_dir`, and a call that would pass a limit is refused before it is sent.
 //!
 //! The per-minute limit holds over any 60-second window (our clock and Enphase's differ, so clock
-//! minutes are not enough). The ledger file is shared by every process using the same `state_dir`
-//! (`run`, `auth code`, …): each hit is a read-modify-write under a file lock.
+//! minutes are not enough). Enphase counts a hit when it arrives, which is some time after we send
+//! it and before its answer is back: so a hit counts in our window from its answer (and, while it
+//! is unanswered, as if answered now), and the next hit is sent after that. However slow the
+//! network, two hits a window apart here are then at least as far apart there.
+//!
+//! The ledger file is shared by every process using the same `state_dir` (`run`, `auth code`, …):
+//! each change is a read-modify-write under a file lock.
 
 use std::collections::VecDeque;
 use std::io;
@@ -20,13 +25,14 @@ use crate::fsutil::{self, FileLock};
 
 /// A minute: how long to wait after a 429 that gave no `period_end`.
 pub const MINUTE_MS: i64 = 60_000;
-/// How long a hit counts against the per-minute limit: a minute, and a second more for the time
-/// between our sending a request and Enphase counting it (which varies, so two hits a minute apart
-/// here can arrive a little less apart there).
+/// How long a hit counts against the per-minute limit from its answer: a minute, and a second
+/// more, as Enphase's clock may count in whole seconds and run a little apart from ours.
 pub const WINDOW_MS: i64 = 61_000;
 /// The longest block a 429 can set: a quota month and a day (Enphase's windows end at the
 /// latest at the next month's start).
 const MAX_BLOCK_MS: i64 = 32 * 86_400_000;
+/// The longest a hit is taken to be on its way (the longest request timeout, and a minute).
+const MAX_SENDING_MS: i64 = 11 * 60_000;
 
 /// What is kept on disk.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -35,8 +41,11 @@ pub struct LedgerState {
     pub month: String,
     /// Hits sent in that month.
     pub month_hits: u32,
-    /// When each hit of the last 60 seconds was sent, oldest first.
+    /// When each answered hit of the last 60 seconds was answered, oldest first.
     pub recent_ms: VecDeque<Millis>,
+    /// Hits sent and not answered yet.
+    #[serde(default)]
+    pub sending: Vec<Sending>,
     /// After a 429: nothing is sent before this instant.
     pub blocked_until_ms: Option<Millis>,
     /// Which limit the 429 was for.
@@ -46,6 +55,31 @@ pub struct LedgerState {
     pub total_hits: u64,
 }
 
+/// A hit on its way: it counts in the window as if answered now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sending {
+    /// When it was sent.
+    pub sent_ms: Millis,
+    /// When its request times out: a hit still here then (its process died before the answer)
+    /// counts as answered at this instant.
+    pub until_ms: Millis,
+}
+
+/// A hit being sent, from [`Ledger::reserve`]: dropping it (once the answer is in, or the request
+/// has failed or been abandoned) records the hit as answered now.
+#[must_use = "the hit counts as unanswered until this is dropped"]
+#[derive(Debug)]
+pub struct Hit<'a> {
+    ledger: &'a Ledger,
+    sent_ms: Millis,
+}
+
+impl Drop for Hit<'_> {
+    fn drop(&mut self) {
+        self.ledger.answered(self.sent_ms);
+    }
+}
+
 /// A read-only view of the ledger for status pages, `bridge/info` and the scheduler.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerSnapshot {
@@ -53,13 +87,14 @@ pub struct LedgerSnapshot {
     pub month_used: u32,
     /// The month's limit in force.
     pub month_limit: u32,
-    /// Hits in the last 60 seconds.
+    /// Hits in the last 60 seconds, counting those on their way.
     pub minute_used: u32,
     /// The per-minute limit in force.
     pub minute_limit: u32,
     /// Earliest instant the next hit may be sent (now, or later when a limit is reached).
     pub next_free_ms: Millis,
-    /// When each hit of the last 60 seconds was sent, oldest first.
+    /// When each hit of the last 60 seconds counts from (its answer; now for those on their
+    /// way), oldest first.
     pub recent_ms: Vec<Millis>,
 }
 
@@ -106,9 +141,11 @@ impl Ledger {
     }
 
     /// Counts one hit now, or refuses it with [`ApiError::BudgetExhausted`] if it would pass a limit
-    /// or Enphase told us to wait. Call right before sending.
-    pub fn reserve(&self) -> Result<(), ApiError> {
+    /// or Enphase told us to wait. Call right before sending, and keep the [`Hit`] until the answer
+    /// is in; `answer_within` is the request's timeout.
+    pub fn reserve(&self, answer_within: std::time::Duration) -> Result<Hit<'_>, ApiError> {
         let now = self.clock.now_ms();
+        let within = i64::try_from(answer_within.as_millis()).unwrap_or(MAX_SENDING_MS).min(MAX_SENDING_MS);
         self.update(|state| {
             let free = next_free(state, now, self.minute_limit, self.month_limit);
             if let Some((period, until_ms)) = free {
@@ -116,9 +153,28 @@ impl Ledger {
             }
             state.month_hits += 1;
             state.total_hits += 1;
-            state.recent_ms.push_back(now);
+            // A little over the timeout: the answer's body is read within it too.
+            state.sending.push(Sending { sent_ms: now, until_ms: now + within + 1_000 });
             Ok(())
-        })
+        })?;
+        Ok(Hit { ledger: self, sent_ms: now })
+    }
+
+    /// The hit sent at `sent_ms` has its answer (or failed): it counts from now.
+    fn answered(&self, sent_ms: Millis) {
+        let now = self.clock.now_ms();
+        let result = self.update(|state| {
+            // One of the hits sent at that instant (they are all alike); none when it already
+            // timed out in the file.
+            if let Some(i) = state.sending.iter().position(|s| s.sent_ms == sent_ms) {
+                state.sending.remove(i);
+                insert_sorted(&mut state.recent_ms, now);
+            }
+            Ok(())
+        });
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not record an answered hit in the ledger");
+        }
     }
 
     /// Records a 429 from Enphase: nothing is sent until `period_end` (epoch seconds), or for a
@@ -154,13 +210,14 @@ impl Ledger {
         let now = self.clock.now_ms();
         let mut state = self.read().unwrap_or_else(|_| self.cached_state());
         roll(&mut state, now);
+        let recent_ms = window_stamps(&state, now);
         LedgerSnapshot {
             month_used: state.month_hits,
             month_limit: self.month_limit,
-            minute_used: state.recent_ms.len() as u32,
+            minute_used: recent_ms.len() as u32,
             minute_limit: self.minute_limit,
             next_free_ms: next_free(&state, now, self.minute_limit, self.month_limit).map_or(now, |(_, t)| t),
-            recent_ms: state.recent_ms.iter().copied().collect(),
+            recent_ms,
         }
     }
 
@@ -216,6 +273,14 @@ fn roll(state: &mut LedgerState, now: Millis) {
         state.month = month;
         state.month_hits = 0;
     }
+    // A hit whose request has timed out without an answer recorded (its process died) counts
+    // from its timeout; one "sent" long after now (a clock set back) from now.
+    let (ended, on_way): (Vec<Sending>, Vec<Sending>) =
+        state.sending.iter().partition(|s| s.until_ms <= now || s.sent_ms > now + WINDOW_MS);
+    state.sending = on_way;
+    for s in ended {
+        insert_sorted(&mut state.recent_ms, s.until_ms.min(now));
+    }
     while state.recent_ms.front().is_some_and(|t| *t <= now - WINDOW_MS) {
         state.recent_ms.pop_front();
     }
@@ -236,14 +301,29 @@ fn next_free(state: &LedgerState, now: Millis, minute_limit: u32, month_limit: u
     if state.month_hits >= month_limit {
         return Some((RatePeriod::Month, next_month_start_ms(now)));
     }
-    let in_window = state.recent_ms.iter().filter(|t| **t > now - WINDOW_MS).count();
-    if in_window >= minute_limit as usize {
-        // The window frees up when enough of its oldest hits have left it.
-        let excess = in_window + 1 - minute_limit as usize;
-        let oldest = state.recent_ms.iter().filter(|t| **t > now - WINDOW_MS).nth(excess - 1).copied();
+    let in_window = window_stamps(state, now);
+    if in_window.len() >= minute_limit as usize {
+        // The window frees up when enough of its oldest hits have left it (a hit on its way, at
+        // the earliest a window from now).
+        let excess = in_window.len() + 1 - minute_limit as usize;
+        let oldest = in_window.get(excess - 1).copied();
         return Some((RatePeriod::Minute, oldest.map_or(now + WINDOW_MS, |t| t + WINDOW_MS)));
     }
     None
+}
+
+/// When each hit in the window at `now` counts from, oldest first: its answer, or now for a hit on
+/// its way.
+fn window_stamps(state: &LedgerState, now: Millis) -> Vec<Millis> {
+    let mut stamps: Vec<Millis> = state.recent_ms.iter().copied().filter(|t| *t > now - WINDOW_MS).collect();
+    stamps.extend(state.sending.iter().map(|_| now));
+    stamps.sort_unstable();
+    stamps
+}
+
+fn insert_sorted(stamps: &mut VecDeque<Millis>, t: Millis) {
+    let at = stamps.partition_point(|s| *s <= t);
+    stamps.insert(at, t);
 }
 
 /// `YYYY-MM` of the UTC month holding `ms`.
@@ -271,6 +351,7 @@ mod tests {
 
     // 2026-11-28T10:00:00Z
     const T0: Millis = 1_795_860_000_000;
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
     fn open(dir: &Path, clock: &Arc<ManualClock>) -> Ledger {
         Ledger::open(dir, 10, 1000, clock.clone()).unwrap()
@@ -282,11 +363,11 @@ mod tests {
         let clock = ManualClock::new(T0 + 30_000); // mid-minute: clock minutes would let this through
         let ledger = open(dir.path(), &clock);
         for _ in 0..10 {
-            ledger.reserve().unwrap();
+            drop(ledger.reserve(TIMEOUT).unwrap());
             clock.advance_ms(2_000);
         }
         // 20 s later the clock minute has changed, but the window still holds 10 hits.
-        match ledger.reserve() {
+        match ledger.reserve(TIMEOUT) {
             Err(ApiError::BudgetExhausted { period: RatePeriod::Minute, until_ms }) => {
                 assert_eq!(until_ms, T0 + 30_000 + WINDOW_MS, "frees when the oldest hit has left the window")
             }
@@ -294,9 +375,9 @@ mod tests {
         }
         assert_eq!(ledger.snapshot().minute_used, 10);
         clock.set_ms(T0 + 30_000 + MINUTE_MS);
-        assert!(ledger.reserve().is_err(), "a minute is not enough: a second's margin for latency");
+        assert!(ledger.reserve(TIMEOUT).is_err(), "a minute is not enough: a second's margin for latency");
         clock.set_ms(T0 + 30_000 + WINDOW_MS);
-        ledger.reserve().expect("the oldest hit has left the window");
+        drop(ledger.reserve(TIMEOUT).expect("the oldest hit has left the window"));
     }
 
     #[test]
@@ -305,7 +386,7 @@ mod tests {
         let clock = ManualClock::new(T0);
         let ledger = open(dir.path(), &clock);
         for _ in 0..3 {
-            ledger.reserve().unwrap();
+            drop(ledger.reserve(TIMEOUT).unwrap());
         }
         drop(ledger);
         let again = open(dir.path(), &clock);
@@ -320,11 +401,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(T0);
         let ledger = Ledger::open(dir.path(), 10, 2, clock.clone()).unwrap();
-        ledger.reserve().unwrap();
+        drop(ledger.reserve(TIMEOUT).unwrap());
         clock.advance_ms(MINUTE_MS);
-        ledger.reserve().unwrap();
+        drop(ledger.reserve(TIMEOUT).unwrap());
         clock.advance_ms(MINUTE_MS);
-        let err = ledger.reserve().unwrap_err();
+        let err = ledger.reserve(TIMEOUT).unwrap_err();
         let ApiError::BudgetExhausted { period: RatePeriod::Month, until_ms } = err else { panic!("{err:?}") };
         assert_eq!(until_ms, next_month_start_ms(T0));
         assert_eq!(ledger.snapshot().month_left(), 0);
@@ -336,12 +417,14 @@ mod tests {
         let clock = ManualClock::new(T0);
         let ledger = open(dir.path(), &clock);
         ledger.note_rate_limited(Some(RatePeriod::Minute), Some(T0 / 1000 + 45));
-        assert!(matches!(ledger.reserve(), Err(ApiError::BudgetExhausted { until_ms, .. }) if until_ms == T0 + 45_000));
+        assert!(
+            matches!(ledger.reserve(TIMEOUT), Err(ApiError::BudgetExhausted { until_ms, .. }) if until_ms == T0 + 45_000)
+        );
         clock.advance_ms(45_000);
-        ledger.reserve().unwrap();
+        drop(ledger.reserve(TIMEOUT).unwrap());
         // A period_end ages away (from the network) blocks a month and a day at most.
         ledger.note_rate_limited(Some(RatePeriod::Month), Some(i64::MAX / 1000));
-        let Err(ApiError::BudgetExhausted { until_ms, .. }) = ledger.reserve() else { panic!("blocked") };
+        let Err(ApiError::BudgetExhausted { until_ms, .. }) = ledger.reserve(TIMEOUT) else { panic!("blocked") };
         assert_eq!(until_ms, clock.now_ms() + MAX_BLOCK_MS);
     }
 
@@ -351,6 +434,61 @@ mod tests {
         std::fs::write(dir.path().join("ledger.json"), b"{ not json").unwrap();
         let clock = ManualClock::new(T0);
         let ledger = open(dir.path(), &clock);
-        assert!(matches!(ledger.reserve(), Err(ApiError::BudgetExhausted { period: RatePeriod::Month, .. })));
+        assert!(matches!(ledger.reserve(TIMEOUT), Err(ApiError::BudgetExhausted { period: RatePeriod::Month, .. })));
+    }
+
+    /// Enphase counts a hit on its arrival, at the latest when its answer is back: a hit whose
+    /// answer took 5 s leaves the window a window after that answer, not after its sending.
+    #[test]
+    fn a_hit_counts_from_its_answer_and_while_on_its_way_as_if_answered_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let ledger = open(dir.path(), &clock);
+        let slow = ledger.reserve(TIMEOUT).unwrap();
+        clock.advance_ms(5_000);
+        drop(slow);
+        for _ in 0..9 {
+            drop(ledger.reserve(TIMEOUT).unwrap());
+        }
+        clock.set_ms(T0 + WINDOW_MS);
+        match ledger.reserve(TIMEOUT) {
+            Err(ApiError::BudgetExhausted { period: RatePeriod::Minute, until_ms }) => {
+                assert_eq!(until_ms, T0 + 5_000 + WINDOW_MS, "frees a window after the slow hit's answer")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        clock.set_ms(T0 + 5_000 + WINDOW_MS);
+        drop(ledger.reserve(TIMEOUT).expect("the slow hit has left the window"));
+
+        // Ten hits on their way for over a window still fill it, and count from their answers.
+        clock.advance_ms(10 * MINUTE_MS);
+        let long = std::time::Duration::from_secs(120);
+        let on_way: Vec<Hit<'_>> = (0..10).map(|_| ledger.reserve(long).unwrap()).collect();
+        clock.advance_ms(WINDOW_MS + 10_000);
+        assert_eq!(ledger.snapshot().minute_used, 10);
+        assert!(ledger.reserve(TIMEOUT).is_err(), "unanswered hits are still in the window");
+        let answered_at = clock.now_ms();
+        drop(on_way);
+        assert_eq!(ledger.snapshot().recent_ms, vec![answered_at; 10]);
+    }
+
+    /// A process that died mid-request never records the answer: its hit counts as answered when
+    /// the request would have timed out, and leaves the window a window later.
+    #[test]
+    fn a_hit_whose_answer_never_came_counts_from_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let ledger = Ledger::open(dir.path(), 1, 1000, clock.clone()).unwrap();
+        std::mem::forget(ledger.reserve(TIMEOUT).unwrap());
+        clock.advance_ms(20_000);
+        let again = Ledger::open(dir.path(), 1, 1000, clock.clone()).unwrap();
+        let Err(ApiError::BudgetExhausted { until_ms, .. }) = again.reserve(TIMEOUT) else { panic!("on its way") };
+        assert_eq!(until_ms, clock.now_ms() + WINDOW_MS, "at the earliest a window from now");
+        let timed_out = T0 + 31_000;
+        clock.set_ms(timed_out + 1);
+        let Err(ApiError::BudgetExhausted { until_ms, .. }) = again.reserve(TIMEOUT) else { panic!("in the window") };
+        assert_eq!(until_ms, timed_out + WINDOW_MS);
+        clock.set_ms(timed_out + WINDOW_MS);
+        drop(again.reserve(TIMEOUT).expect("out of the window"));
     }
 }
