@@ -97,6 +97,10 @@ pub struct Memory {
     lag_ms: i64,
     /// Local date (`YYYY-MM-DD`) → first and last second of the day with production.
     daylight: Vec<(String, i64, i64)>,
+    /// Whether those seconds are of standard time (see `Daylight`); memories kept before they
+    /// were hold wall-clock seconds, taken back less the day's daylight-saving shift.
+    #[serde(default)]
+    daylight_standard: bool,
     /// When the intervals and the totals were last read, epoch ms.
     intervals_ms: Option<i64>,
     energy_ms: Option<i64>,
@@ -300,10 +304,12 @@ fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a.abs() } else { gcd(b, a % b) }
 }
 
-/// Learns the daylight window (local seconds of the day with production) per local date.
+/// Learns the daylight window per local date, in seconds of the day of the zone's standard time:
+/// the sun keeps to standard time, not to the clocks, so a window learned in summer time still
+/// fits the days after the clocks go back (and the other way round).
 #[derive(Debug, Clone, Default)]
 struct Daylight {
-    /// Local date → (first, last) second of the day with production.
+    /// Local date → (first, last) second of the day with production, standard time.
     days: BTreeMap<NaiveDate, (i64, i64)>,
 }
 
@@ -312,8 +318,9 @@ impl Daylight {
         if wh <= 0 {
             return;
         }
-        let local = tz.local(end_at - 1);
-        let secs = i64::from(chrono::Timelike::num_seconds_from_midnight(&local));
+        let t = end_at - 1;
+        let local = tz.local(t);
+        let secs = i64::from(chrono::Timelike::num_seconds_from_midnight(&local)) - tz.dst_shift_secs(t);
         let entry = self.days.entry(local.date()).or_insert((secs, secs));
         entry.0 = entry.0.min(secs - 300);
         entry.1 = entry.1.max(secs);
@@ -323,7 +330,7 @@ impl Daylight {
         }
     }
 
-    /// The window in local seconds of the day: the widest of the recent days, with a margin;
+    /// The window in seconds of the day, standard time: the widest of the recent days, with a margin;
     /// 06:00–20:00 until something was learned. The newest day may be unfinished (the bridge
     /// started, or it is now, in daylight): it may widen the start but not set the end, or "dusk"
     /// would fall just after the last reading.
@@ -361,10 +368,12 @@ struct SiteState {
 }
 
 impl SiteState {
-    /// Today's daylight window in epoch ms (local date of `now`).
+    /// The daylight window of the local day starting at `day_start_ms`, epoch ms: the learned
+    /// window, on the clocks of that day (its daylight-saving shift at noon).
     fn window_on(&self, day_start_ms: i64) -> (i64, i64) {
         let (a, b) = self.daylight.window();
-        (day_start_ms + a * 1000, day_start_ms + b * 1000)
+        let shift = self.tz.dst_shift_secs(day_start_ms.div_euclid(1000) + 12 * 3600);
+        (day_start_ms + (a + shift) * 1000, day_start_ms + (b + shift) * 1000)
     }
 
     /// Local midnight (epoch ms) of the local day holding `now_ms`, and of the next day.
@@ -428,6 +437,7 @@ impl Scheduler {
             usual_refuted: site.uploads.usual_refuted,
             lag_ms: site.lag_ms,
             daylight: site.daylight.days.iter().map(|(d, (a, b))| (d.to_string(), *a, *b)).collect(),
+            daylight_standard: true,
             intervals_ms: site.last_run.get(&Task::Intervals).copied(),
             energy_ms: site.last_run.get(&Task::Energy).copied(),
         })
@@ -446,11 +456,16 @@ impl Scheduler {
         site.uploads.gaps = memory.upload_gaps.iter().copied().filter(|g| *g > 0).take(24).collect();
         site.uploads.usual_refuted = memory.usual_refuted;
         site.lag_ms = memory.lag_ms.clamp(LAG_RANGE.0, LAG_RANGE.1);
+        let tz = site.tz.clone();
         site.daylight.days = memory
             .daylight
             .iter()
             .filter(|(_, a, b)| (-3_600..=90_000).contains(a) && (-3_600..=90_000).contains(b) && a <= b)
-            .filter_map(|(d, a, b)| Some((d.parse::<NaiveDate>().ok()?, (*a, *b))))
+            .filter_map(|(d, a, b)| {
+                let date = d.parse::<NaiveDate>().ok()?;
+                let shift = if memory.daylight_standard { 0 } else { tz.dst_shift_secs(tz.midnight(date) + 12 * 3600) };
+                Some((date, (a - shift, b - shift)))
+            })
             .collect();
         while site.daylight.days.len() > 7 {
             site.daylight.days.pop_first();
@@ -497,7 +512,7 @@ impl Scheduler {
         self.sites.get(&system_id).map(|s| s.uploads.cadence_secs())
     }
 
-    /// The learned daylight window of a system, local seconds of the day.
+    /// The learned daylight window of a system, seconds of the day in its zone's standard time.
     pub fn daylight_window(&self, system_id: u64) -> Option<(i64, i64)> {
         self.sites.get(&system_id).map(|s| s.daylight.window())
     }
@@ -1041,9 +1056,53 @@ mod tests {
         d.observe(tz, T0 / 1000 + 29_400, 10); // 2026-11-02T08:10Z
         d.observe(tz, T0 / 1000 + 36_000, 0); // 19:00Z = 06:00 next day, no production: ignored
         d.observe(tz, T0 / 1000 + 86_400, 10); // 11:00 on 2026-11-03: the 2nd is a finished day
+        // Kept in standard time (AEST, an hour behind the clocks in November).
         let (a, b) = d.window();
-        assert_eq!(a, 5 * 3600 + 30 * 60 - 1 - 20 * 60, "the first producing interval began 05:30, less the margin");
-        assert_eq!(b, 19 * 3600 + 10 * 60 - 1 + 5 * 60, "the last ended 19:10, plus the margin");
+        assert_eq!(
+            a,
+            4 * 3600 + 30 * 60 - 1 - 20 * 60,
+            "the first producing interval began 05:30 AEDT, less the margin"
+        );
+        assert_eq!(b, 18 * 3600 + 10 * 60 - 1 + 5 * 60, "the last ended 19:10 AEDT, plus the margin");
+    }
+
+    /// The sun keeps to standard time: a window learned before the clocks go back comes an hour
+    /// earlier on the clocks after, rather than leaving the first hour of production to the
+    /// night's value and reading the evening an hour late.
+    #[test]
+    fn the_daylight_window_follows_the_sun_when_the_clocks_change() {
+        let profile = SiteProfile { timezone: Some("America/Los_Angeles".into()), ..micro_site() };
+        let mut sched = Scheduler::new(vec![profile]);
+        let site = sched.sites.get_mut(&1).unwrap();
+        let tz = site.tz.clone();
+        let at = |date: &str, h: i64, m: i64| {
+            let day: NaiveDate = date.parse().unwrap();
+            tz.midnight(day) + h * 3600 + m * 60
+        };
+        // Saturday 2026-10-31 (PDT): production from 07:25 to 18:10 on the clocks.
+        for (h, m) in [(7, 25), (12, 0), (18, 10)] {
+            site.daylight.observe(&tz, at("2026-10-31", h, m), 10);
+        }
+        // Sunday the clocks go back an hour at 02:00; Monday's first production, 06:30 PST.
+        site.daylight.observe(&tz, at("2026-11-02", 6, 30), 10);
+        let monday = at("2026-11-02", 0, 0) * 1000;
+        let on_monday = site.window_on(monday);
+        let (dawn, dusk) = on_monday;
+        assert_eq!(dawn, (at("2026-11-02", 6, 20) - 1) * 1000 - DAWN_MARGIN, "Saturday's 07:20 PDT is 06:20 PST");
+        assert_eq!(dusk, (at("2026-11-02", 17, 10) - 1) * 1000 + DUSK_MARGIN, "Saturday's 18:10 PDT is 17:10 PST");
+        // Saturday itself still reads on its own clocks.
+        let (saturday_dawn, _) = site.window_on(at("2026-10-31", 0, 0) * 1000);
+        assert_eq!(saturday_dawn, (at("2026-10-31", 7, 20) - 1) * 1000 - DAWN_MARGIN);
+
+        // A memory kept before windows were in standard time holds the clocks' seconds.
+        let mut memory = sched.memory(1, monday).unwrap();
+        let summer = |d: &String| 3600 * i64::from(d == "2026-10-31");
+        memory.daylight = memory.daylight.iter().map(|(d, a, b)| (d.clone(), a + summer(d), b + summer(d))).collect();
+        memory.daylight_standard = false;
+        let mut again =
+            Scheduler::new(vec![SiteProfile { timezone: Some("America/Los_Angeles".into()), ..micro_site() }]);
+        again.recall(1, &memory, monday);
+        assert_eq!(again.sites[&1].window_on(monday), on_monday, "taken back less the shift");
     }
 
     #[test]

@@ -34,6 +34,20 @@ impl Zone {
         jiff::Timestamp::from_second(t).map_or(0, |ts| i64::from(self.0.to_offset(ts).seconds()))
     }
 
+    /// How far the clocks are put forward at epoch second `t` for daylight saving time: the
+    /// offset less the zone's standard offset that year (the lesser of its January and July
+    /// offsets), 0 outside daylight saving time.
+    pub fn dst_shift_secs(&self, t: i64) -> i64 {
+        let year = DateTime::from_timestamp(t, 0).map_or(1970, |d| d.year());
+        let standard = [1, 7]
+            .iter()
+            .filter_map(|m| NaiveDate::from_ymd_opt(year, *m, 1))
+            .map(|d| self.offset_secs(d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp()))
+            .min()
+            .unwrap_or(0);
+        (self.offset_secs(t) - standard).max(0)
+    }
+
     /// Local date and time at epoch second `t`.
     pub fn local(&self, t: i64) -> NaiveDateTime {
         DateTime::from_timestamp(t.saturating_add(self.offset_secs(t)), 0).unwrap_or_default().naive_utc()
@@ -95,6 +109,19 @@ mod tests {
         // Sydney is a day ahead of UTC in the evening (UTC).
         let sydney = Zone::named("Australia/Sydney").expect("known");
         assert_eq!(sydney.local_date(1_784_116_800 + 9 * 3_600), date(2026, 7, 16));
+    }
+
+    #[test]
+    fn the_daylight_saving_shift_is_counted_from_standard_time_in_both_hemispheres() {
+        // 2026-01-15 and 2026-07-15, 12:00 UTC.
+        let (january, july) = (1_768_478_400, 1_784_116_800);
+        let berlin = Zone::named("Europe/Berlin").expect("known");
+        assert_eq!((berlin.dst_shift_secs(january), berlin.dst_shift_secs(july)), (0, 3_600));
+        let sydney = Zone::named("Australia/Sydney").expect("known");
+        assert_eq!((sydney.dst_shift_secs(january), sydney.dst_shift_secs(july)), (3_600, 0));
+        let brisbane = Zone::named("Australia/Brisbane").expect("known");
+        assert_eq!((brisbane.dst_shift_secs(january), brisbane.dst_shift_secs(july)), (0, 0));
+        assert_eq!(Zone::utc().dst_shift_secs(july), 0);
     }
 
     #[test]
