@@ -163,10 +163,12 @@ async fn a_lower_monthly_cap_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_fault_maps_to_its_typed_error() {
-    let opts = SimOptions { plan: SimPlan::Partner, ..SimOptions::default() };
+    // Both clocks stand still, so the forced 429's period_end (the simulator's next clock minute)
+    // is still ahead when the client records it, whenever the test runs.
+    let opts = SimOptions { plan: SimPlan::Partner, speed: 0.0, ..SimOptions::default() };
     let sim = sim(opts.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let client = client_for(&sim, &opts, dir.path(), "", Arc::new(SystemClock));
+    let client = client_for(&sim, &opts, dir.path(), "", ManualClock::new(sim.sim.now_ms()));
     authorize(&sim, &opts, &client).await;
 
     for (kind, check) in [
