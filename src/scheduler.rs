@@ -368,12 +368,15 @@ struct SiteState {
 }
 
 impl SiteState {
-    /// The daylight window of the local day starting at `day_start_ms`, epoch ms: the learned
-    /// window, on the clocks of that day (its daylight-saving shift at noon).
+    /// The daylight window of the local day starting at `day_start_ms` (a day's start, or a day
+    /// after one: the day is the one holding its noon), epoch ms. The window is kept in standard
+    /// time, so it is counted from that day's standard-time midnight: right on the days the clocks
+    /// change too, which have 23 or 25 hours.
     fn window_on(&self, day_start_ms: i64) -> (i64, i64) {
         let (a, b) = self.daylight.window();
-        let shift = self.tz.dst_shift_secs(day_start_ms.div_euclid(1000) + 12 * 3600);
-        (day_start_ms + (a + shift) * 1000, day_start_ms + (b + shift) * 1000)
+        let date = self.tz.local_date(day_start_ms.div_euclid(1000) + 12 * 3600);
+        let midnight = self.tz.standard_midnight(date) * 1000;
+        (midnight + a * 1000, midnight + b * 1000)
     }
 
     /// Local midnight (epoch ms) of the local day holding `now_ms`, and of the next day.
@@ -1090,6 +1093,13 @@ mod tests {
         let (dawn, dusk) = on_monday;
         assert_eq!(dawn, (at("2026-11-02", 6, 20) - 1) * 1000 - DAWN_MARGIN, "Saturday's 07:20 PDT is 06:20 PST");
         assert_eq!(dusk, (at("2026-11-02", 17, 10) - 1) * 1000 + DUSK_MARGIN, "Saturday's 18:10 PDT is 17:10 PST");
+        // Sunday, 25 hours long: the window on its clocks after they went back.
+        let sunday = at("2026-11-01", 0, 0) * 1000;
+        let utc = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap().timestamp_millis();
+        let (dawn_sunday, dusk_sunday) = site.window_on(sunday);
+        assert_eq!(dawn_sunday, utc("2026-11-01T14:19:59Z") - DAWN_MARGIN, "06:20 PST, less the margin");
+        assert_eq!(dusk_sunday, utc("2026-11-02T01:09:59Z") + DUSK_MARGIN, "17:10 PST, plus the margin");
+        assert_eq!(site.window_on(sunday + DAY), on_monday, "a day on from Sunday's start is Monday");
         // Saturday itself still reads on its own clocks.
         let (saturday_dawn, _) = site.window_on(at("2026-10-31", 0, 0) * 1000);
         assert_eq!(saturday_dawn, (at("2026-10-31", 7, 20) - 1) * 1000 - DAWN_MARGIN);

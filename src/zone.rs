@@ -38,14 +38,26 @@ impl Zone {
     /// offset less the zone's standard offset that year (the lesser of its January and July
     /// offsets), 0 outside daylight saving time.
     pub fn dst_shift_secs(&self, t: i64) -> i64 {
+        (self.offset_secs(t) - self.standard_offset_secs(t)).max(0)
+    }
+
+    /// The zone's standard offset from UTC in the year of epoch second `t`: the lesser of its
+    /// January and July offsets.
+    pub fn standard_offset_secs(&self, t: i64) -> i64 {
         let year = DateTime::from_timestamp(t, 0).map_or(1970, |d| d.year());
-        let standard = [1, 7]
+        [1, 7]
             .iter()
             .filter_map(|m| NaiveDate::from_ymd_opt(year, *m, 1))
             .map(|d| self.offset_secs(d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp()))
             .min()
-            .unwrap_or(0);
-        (self.offset_secs(t) - standard).max(0)
+            .unwrap_or(0)
+    }
+
+    /// Epoch second at which local `date` begins in the zone's standard time, whatever the clocks
+    /// say that day: the instant `s` seconds of that day in standard time is this plus `s`.
+    pub fn standard_midnight(&self, date: NaiveDate) -> i64 {
+        let utc_midnight = date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
+        utc_midnight - self.standard_offset_secs(utc_midnight)
     }
 
     /// Local date and time at epoch second `t`.
