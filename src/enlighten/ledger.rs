@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -31,8 +31,12 @@ pub const WINDOW_MS: i64 = 61_000;
 /// The longest block a 429 can set: a quota month and a day (Enphase's windows end at the
 /// latest at the next month's start).
 const MAX_BLOCK_MS: i64 = 32 * 86_400_000;
-/// The longest a hit is taken to be on its way (the longest request timeout, and a minute).
-const MAX_SENDING_MS: i64 = 11 * 60_000;
+/// The longest request timeout a hit is given (the config allows 600 s).
+const MAX_SENDING_MS: i64 = 10 * 60_000;
+/// How much longer than its request's timeout a hit may be on its way: its request starts after
+/// the ledger is written (a wait for the file lock, two syncs to disk), and an answer recorded
+/// after the hit was taken for dead would be lost.
+const SENDING_SLACK_MS: i64 = WINDOW_MS;
 
 /// What is kept on disk.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -58,6 +62,9 @@ pub struct LedgerState {
 /// A hit on its way: it counts in the window as if answered now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sending {
+    /// Which hit: unique among the processes sharing the ledger.
+    #[serde(default)]
+    pub id: u64,
     /// When it was sent.
     pub sent_ms: Millis,
     /// When its request times out: a hit still here then (its process died before the answer)
@@ -71,13 +78,19 @@ pub struct Sending {
 #[derive(Debug)]
 pub struct Hit<'a> {
     ledger: &'a Ledger,
-    sent_ms: Millis,
+    id: u64,
 }
 
 impl Drop for Hit<'_> {
     fn drop(&mut self) {
-        self.ledger.answered(self.sent_ms);
+        self.ledger.answered(self.id);
     }
+}
+
+/// A hit id no other process sharing the ledger makes: the process id, and a count of its hits.
+fn next_hit_id() -> u64 {
+    static COUNT: AtomicU64 = AtomicU64::new(1);
+    (u64::from(std::process::id()) << 32) | (COUNT.fetch_add(1, Ordering::Relaxed) & 0xFFFF_FFFF)
 }
 
 /// A read-only view of the ledger for status pages, `bridge/info` and the scheduler.
@@ -146,6 +159,7 @@ impl Ledger {
     pub fn reserve(&self, answer_within: std::time::Duration) -> Result<Hit<'_>, ApiError> {
         let now = self.clock.now_ms();
         let within = i64::try_from(answer_within.as_millis()).unwrap_or(MAX_SENDING_MS).min(MAX_SENDING_MS);
+        let id = next_hit_id();
         self.update(|state| {
             let free = next_free(state, now, self.minute_limit, self.month_limit);
             if let Some((period, until_ms)) = free {
@@ -153,20 +167,20 @@ impl Ledger {
             }
             state.month_hits += 1;
             state.total_hits += 1;
-            // A little over the timeout: the answer's body is read within it too.
-            state.sending.push(Sending { sent_ms: now, until_ms: now + within + 1_000 });
+            // Timed from now, under the lock (the wait for it may have been long).
+            let sent_ms = self.clock.now_ms().max(now);
+            state.sending.push(Sending { id, sent_ms, until_ms: sent_ms + within + SENDING_SLACK_MS });
             Ok(())
         })?;
-        Ok(Hit { ledger: self, sent_ms: now })
+        Ok(Hit { ledger: self, id })
     }
 
-    /// The hit sent at `sent_ms` has its answer (or failed): it counts from now.
-    fn answered(&self, sent_ms: Millis) {
+    /// Hit `id` has its answer (or failed): it counts from now.
+    fn answered(&self, id: u64) {
         let now = self.clock.now_ms();
         let result = self.update(|state| {
-            // One of the hits sent at that instant (they are all alike); none when it already
-            // timed out in the file.
-            if let Some(i) = state.sending.iter().position(|s| s.sent_ms == sent_ms) {
+            // None when it was already taken for dead (see `roll`).
+            if let Some(i) = state.sending.iter().position(|s| s.id == id) {
                 state.sending.remove(i);
                 insert_sorted(&mut state.recent_ms, now);
             }
@@ -274,7 +288,11 @@ fn roll(state: &mut LedgerState, now: Millis) {
         state.month_hits = 0;
     }
     // A hit whose request has timed out without an answer recorded (its process died) counts
-    // from its timeout; one "sent" long after now (a clock set back) from now.
+    // from its timeout (no later than the longest a request can take: a hand edit); one "sent"
+    // long after now (a clock set back) from now.
+    for s in &mut state.sending {
+        s.until_ms = s.until_ms.min(s.sent_ms.saturating_add(MAX_SENDING_MS + SENDING_SLACK_MS));
+    }
     let (ended, on_way): (Vec<Sending>, Vec<Sending>) =
         state.sending.iter().partition(|s| s.until_ms <= now || s.sent_ms > now + WINDOW_MS);
     state.sending = on_way;
@@ -484,11 +502,39 @@ mod tests {
         let again = Ledger::open(dir.path(), 1, 1000, clock.clone()).unwrap();
         let Err(ApiError::BudgetExhausted { until_ms, .. }) = again.reserve(TIMEOUT) else { panic!("on its way") };
         assert_eq!(until_ms, clock.now_ms() + WINDOW_MS, "at the earliest a window from now");
-        let timed_out = T0 + 31_000;
+        let timed_out = T0 + 30_000 + SENDING_SLACK_MS;
         clock.set_ms(timed_out + 1);
         let Err(ApiError::BudgetExhausted { until_ms, .. }) = again.reserve(TIMEOUT) else { panic!("in the window") };
         assert_eq!(until_ms, timed_out + WINDOW_MS);
         clock.set_ms(timed_out + WINDOW_MS);
         drop(again.reserve(TIMEOUT).expect("out of the window"));
+    }
+
+    /// Two processes' hits sent in the same millisecond are told apart: the answer of one does
+    /// not end the other, whose request may run longer.
+    #[test]
+    fn hits_sent_together_are_answered_each_by_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let slow_process = open(dir.path(), &clock);
+        let quick_process = open(dir.path(), &clock);
+        let slow = slow_process.reserve(std::time::Duration::from_secs(600)).unwrap();
+        drop(quick_process.reserve(TIMEOUT).unwrap());
+        clock.advance_ms(100_000);
+        assert_eq!(quick_process.snapshot().recent_ms, vec![clock.now_ms()], "the slow hit is still on its way");
+        drop(slow);
+        assert_eq!(slow_process.snapshot().recent_ms, vec![clock.now_ms()], "and counts from its answer");
+
+        // A hand-edited hit "on its way" for longer than any request is not kept for ever.
+        let edited = LedgerState {
+            month: month_key(T0),
+            sending: vec![Sending { id: 7, sent_ms: T0, until_ms: i64::MAX }],
+            ..LedgerState::default()
+        };
+        std::fs::write(dir.path().join("ledger.json"), serde_json::to_vec(&edited).unwrap()).unwrap();
+        clock.set_ms(T0 + MAX_SENDING_MS + SENDING_SLACK_MS - 1);
+        assert_eq!(open(dir.path(), &clock).snapshot().minute_used, 1, "on its way as long as a request can be");
+        clock.set_ms(T0 + MAX_SENDING_MS + SENDING_SLACK_MS + WINDOW_MS);
+        assert_eq!(open(dir.path(), &clock).snapshot().minute_used, 0);
     }
 }
