@@ -318,10 +318,11 @@ impl Daylight {
         if wh <= 0 {
             return;
         }
+        // Counted from the local day's standard-time midnight, as `SiteState::window_on` places it.
         let t = end_at - 1;
-        let local = tz.local(t);
-        let secs = i64::from(chrono::Timelike::num_seconds_from_midnight(&local)) - tz.dst_shift_secs(t);
-        let entry = self.days.entry(local.date()).or_insert((secs, secs));
+        let date = tz.local_date(t);
+        let secs = t - tz.standard_midnight(date);
+        let entry = self.days.entry(date).or_insert((secs, secs));
         entry.0 = entry.0.min(secs - 300);
         entry.1 = entry.1.max(secs);
         while self.days.len() > 7 {

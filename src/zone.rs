@@ -36,9 +36,10 @@ impl Zone {
 
     /// How far the clocks are put forward at epoch second `t` for daylight saving time: the
     /// offset less the zone's standard offset that year (the lesser of its January and July
-    /// offsets), 0 outside daylight saving time.
+    /// offsets); 0 outside daylight saving time, negative where the clocks go back for a while
+    /// (Morocco during Ramadan).
     pub fn dst_shift_secs(&self, t: i64) -> i64 {
-        (self.offset_secs(t) - self.standard_offset_secs(t)).max(0)
+        self.offset_secs(t) - self.standard_offset_secs(t)
     }
 
     /// The zone's standard offset from UTC in the year of epoch second `t`: the lesser of its
@@ -134,6 +135,11 @@ mod tests {
         let brisbane = Zone::named("Australia/Brisbane").expect("known");
         assert_eq!((brisbane.dst_shift_secs(january), brisbane.dst_shift_secs(july)), (0, 0));
         assert_eq!(Zone::utc().dst_shift_secs(july), 0);
+        // Morocco keeps +01 and puts its clocks back an hour for Ramadan (2026-03-01 12:00 UTC).
+        let casablanca = Zone::named("Africa/Casablanca").expect("known");
+        assert_eq!((casablanca.dst_shift_secs(1_772_366_400), casablanca.dst_shift_secs(july)), (-3_600, 0));
+        let date = NaiveDate::from_ymd_opt(2026, 3, 1).expect("date");
+        assert_eq!(casablanca.standard_midnight(date), casablanca.midnight(date) - 3_600);
     }
 
     #[test]
