@@ -375,8 +375,8 @@ impl SiteState {
     /// change too, which have 23 or 25 hours.
     fn window_on(&self, day_start_ms: i64) -> (i64, i64) {
         let (a, b) = self.daylight.window();
-        let date = self.tz.local_date(day_start_ms.div_euclid(1000) + 12 * 3600);
-        let midnight = self.tz.standard_midnight(date) * 1000;
+        // The day holding its noon (standard and clock time are never half a day apart).
+        let midnight = self.tz.standard_day_start(day_start_ms.div_euclid(1000) + 12 * 3600) * 1000;
         (midnight + a * 1000, midnight + b * 1000)
     }
 

@@ -11,54 +11,61 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
 
 /// A time zone of the bundled database (cheap to clone).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Zone(jiff::tz::TimeZone);
+pub struct Zone {
+    tz: jiff::tz::TimeZone,
+    /// Its standard offset from UTC, seconds: the lesser of its offsets in January and July 2026.
+    /// One fixed offset whatever the date, so that what is counted in it (the daylight window)
+    /// never moves with the clocks; the 2026 rules keep those seconds close to the local day's.
+    standard: i64,
+}
+
+/// 2026-01-01 and 2026-07-01, 00:00 UTC: where a zone's standard offset is read.
+const STANDARD_AT: [i64; 2] = [1_767_225_600, 1_782_864_000];
 
 impl Zone {
     /// The zone of this IANA name (`America/Los_Angeles`), if the database knows it.
     pub fn named(name: &str) -> Option<Zone> {
-        jiff::tz::TimeZone::get(name).ok().map(Zone)
+        jiff::tz::TimeZone::get(name).ok().map(Zone::new)
     }
 
     /// Coordinated Universal Time.
     pub fn utc() -> Zone {
-        Zone(jiff::tz::TimeZone::UTC)
+        Zone::new(jiff::tz::TimeZone::UTC)
+    }
+
+    fn new(tz: jiff::tz::TimeZone) -> Zone {
+        let mut zone = Zone { tz, standard: 0 };
+        zone.standard = STANDARD_AT.iter().map(|t| zone.offset_secs(*t)).min().unwrap_or(0);
+        zone
     }
 
     /// The IANA name.
     pub fn name(&self) -> &str {
-        self.0.iana_name().unwrap_or("UTC")
+        self.tz.iana_name().unwrap_or("UTC")
     }
 
     /// The offset from UTC in seconds at epoch second `t` (daylight saving time included).
     pub fn offset_secs(&self, t: i64) -> i64 {
-        jiff::Timestamp::from_second(t).map_or(0, |ts| i64::from(self.0.to_offset(ts).seconds()))
+        jiff::Timestamp::from_second(t).map_or(0, |ts| i64::from(self.tz.to_offset(ts).seconds()))
     }
 
     /// How far the clocks are put forward at epoch second `t` for daylight saving time: the
-    /// offset less the zone's standard offset that year (the lesser of its January and July
-    /// offsets); 0 outside daylight saving time, negative where the clocks go back for a while
-    /// (Morocco during Ramadan).
+    /// offset less the zone's standard offset; 0 outside daylight saving time, negative where the
+    /// clocks go back for a while (Morocco during Ramadan).
     pub fn dst_shift_secs(&self, t: i64) -> i64 {
-        self.offset_secs(t) - self.standard_offset_secs(t)
-    }
-
-    /// The zone's standard offset from UTC in the year of epoch second `t`: the lesser of its
-    /// January and July offsets.
-    pub fn standard_offset_secs(&self, t: i64) -> i64 {
-        let year = DateTime::from_timestamp(t, 0).map_or(1970, |d| d.year());
-        [1, 7]
-            .iter()
-            .filter_map(|m| NaiveDate::from_ymd_opt(year, *m, 1))
-            .map(|d| self.offset_secs(d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp()))
-            .min()
-            .unwrap_or(0)
+        self.offset_secs(t) - self.standard
     }
 
     /// Epoch second at which local `date` begins in the zone's standard time, whatever the clocks
     /// say that day: the instant `s` seconds of that day in standard time is this plus `s`.
     pub fn standard_midnight(&self, date: NaiveDate) -> i64 {
-        let utc_midnight = date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
-        utc_midnight - self.standard_offset_secs(utc_midnight)
+        date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() - self.standard
+    }
+
+    /// The standard-time midnight (epoch second) of the day that holds epoch second `t` in
+    /// standard time; no look-up in the zone's rules.
+    pub fn standard_day_start(&self, t: i64) -> i64 {
+        (t + self.standard).div_euclid(86_400) * 86_400 - self.standard
     }
 
     /// Local date and time at epoch second `t`.
@@ -83,7 +90,7 @@ impl Zone {
             .ok()
             .zip(i8::try_from(date.day()).ok())
             .and_then(|(m, d)| jiff::civil::Date::new(i16::try_from(date.year()).ok()?, m, d).ok())
-            .and_then(|d| d.to_zoned_datetime(self.0.clone()).ok())
+            .and_then(|d| d.to_zoned_datetime(self.tz.clone()).ok())
             .and_then(|z| z.start_of_day().ok());
         match start {
             Some(z) => z.timestamp().as_second(),
@@ -140,6 +147,12 @@ mod tests {
         assert_eq!((casablanca.dst_shift_secs(1_772_366_400), casablanca.dst_shift_secs(july)), (-3_600, 0));
         let date = NaiveDate::from_ymd_opt(2026, 3, 1).expect("date");
         assert_eq!(casablanca.standard_midnight(date), casablanca.midnight(date) - 3_600);
+        // The day found from an instant is the one found from its date, on a day of a change too.
+        let los_angeles = Zone::named("America/Los_Angeles").expect("known");
+        for (zone, day) in [(&casablanca, date), (&los_angeles, NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"))] {
+            let noon = zone.midnight(day) + 12 * 3_600;
+            assert_eq!(zone.standard_day_start(noon), zone.standard_midnight(day), "{day}");
+        }
     }
 
     #[test]
